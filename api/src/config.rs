@@ -1,0 +1,211 @@
+//! Configuration, read once from the environment at start.
+//!
+//! Every knob lives here, so the README's table and the code cannot drift apart silently:
+//! each error message names the variable and says how to fix it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+
+/// Where the HTTP server listens.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    Unix(PathBuf),
+    Tcp(SocketAddr),
+}
+
+/// How a credit or debit is run against PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxShape {
+    /// One call of the `efetuar_transacao` SQL function: one round trip.
+    Function,
+    /// BEGIN; SELECT ... FOR UPDATE; UPDATE; INSERT; COMMIT, driven from the API: five round trips.
+    Client,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: PgConnectOptions,
+    pub listen: Listen,
+    pub pool_size: u32,
+    pub workers: usize,
+    /// How long to wait for the database at start before giving up.
+    pub db_wait: Duration,
+    /// Upper bound for getting a connection and for one database operation; past it the
+    /// request gets 503 instead of hanging.
+    pub db_timeout: Duration,
+    pub tx_shape: TxShape,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, String> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so tests can feed it without touching the
+    /// process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let url = get("DATABASE_URL").ok_or(
+            "DATABASE_URL is not set: give a PostgreSQL URL, e.g. postgres://user:pass@host:5432/db \
+             or postgres://user@localhost/db?host=/var/run/postgresql for a Unix socket directory",
+        )?;
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(
+                "DATABASE_URL is not a valid PostgreSQL URL: it must start with postgres://".into(),
+            );
+        }
+        let database = PgConnectOptions::from_str(&url)
+            .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL ({e})"))?;
+
+        let listen = match (get("API_SOCKET"), get("API_LISTEN")) {
+            (Some(path), None) => {
+                let path = PathBuf::from(path);
+                if path.file_name().is_none() {
+                    return Err(format!("API_SOCKET={} is not a file path", path.display()));
+                }
+                Listen::Unix(path)
+            }
+            (None, Some(addr)) => Listen::Tcp(addr.parse().map_err(|_| {
+                format!("API_LISTEN={addr} is not host:port with a numeric IP, e.g. 0.0.0.0:8080")
+            })?),
+            (Some(_), Some(_)) => {
+                return Err("API_SOCKET and API_LISTEN are both set: set exactly one".into())
+            }
+            (None, None) => {
+                return Err(
+                    "set API_SOCKET=/path/to/api.sock (Unix socket) or API_LISTEN=host:port (TCP)"
+                        .into(),
+                )
+            }
+        };
+
+        let tx_shape = match get("DB_TX_SHAPE").as_deref() {
+            None | Some("function") => TxShape::Function,
+            Some("client") => TxShape::Client,
+            Some(other) => {
+                return Err(format!(
+                    "DB_TX_SHAPE={other} is not valid: use function (default) or client"
+                ))
+            }
+        };
+
+        Ok(Config {
+            database,
+            listen,
+            pool_size: number(&get, "DB_POOL_SIZE", 5, 1..=1000)?,
+            workers: number(&get, "API_WORKERS", 1, 1..=1024)?,
+            db_wait: Duration::from_secs(number(&get, "DB_WAIT_SECS", 30, 0..=3600)?),
+            db_timeout: Duration::from_millis(number(&get, "DB_TIMEOUT_MS", 2000, 1..=600_000)?),
+            tx_shape,
+        })
+    }
+}
+
+fn number<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + std::fmt::Display,
+{
+    let Some(text) = get(name) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<T>() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(format!(
+            "{name}={text} is not valid: give a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:p@localhost:5432/rinha");
+
+    #[test]
+    fn minimal_unix_config_uses_defaults() {
+        let config = parse(&[DB, ("API_SOCKET", "/tmp/api.sock")]).unwrap();
+        assert!(
+            matches!(config.listen, Listen::Unix(ref p) if p.to_str() == Some("/tmp/api.sock"))
+        );
+        assert_eq!(config.pool_size, 5);
+        assert_eq!(config.workers, 1);
+        assert_eq!(config.tx_shape, TxShape::Function);
+        assert_eq!(config.db_wait, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn socket_directory_url_is_accepted() {
+        let config = parse(&[
+            (
+                "DATABASE_URL",
+                "postgres://postgres@localhost/rinha?host=/var/run/postgresql",
+            ),
+            ("API_LISTEN", "127.0.0.1:8080"),
+        ])
+        .unwrap();
+        assert!(matches!(config.listen, Listen::Tcp(a) if a.port() == 8080));
+    }
+
+    #[test]
+    fn bad_configs_say_which_variable_is_wrong() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("API_SOCKET", "/tmp/a.sock")], "DATABASE_URL is not set"),
+            (
+                &[("DATABASE_URL", "mysql://x"), ("API_SOCKET", "/a")],
+                "DATABASE_URL is not a valid",
+            ),
+            (&[DB], "set API_SOCKET"),
+            (
+                &[DB, ("API_SOCKET", "/a"), ("API_LISTEN", "1.2.3.4:5")],
+                "both set",
+            ),
+            (&[DB, ("API_LISTEN", "localhost")], "API_LISTEN=localhost"),
+            (
+                &[DB, ("API_SOCKET", "/a"), ("DB_POOL_SIZE", "0")],
+                "DB_POOL_SIZE=0",
+            ),
+            (
+                &[DB, ("API_SOCKET", "/a"), ("API_WORKERS", "two")],
+                "API_WORKERS=two",
+            ),
+            (
+                &[DB, ("API_SOCKET", "/a"), ("DB_TX_SHAPE", "fast")],
+                "DB_TX_SHAPE=fast",
+            ),
+            (
+                &[DB, ("API_SOCKET", "/a"), ("DB_TIMEOUT_MS", "-1")],
+                "DB_TIMEOUT_MS=-1",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let err = parse(vars).expect_err(expected);
+            assert!(
+                err.contains(expected),
+                "{err:?} should mention {expected:?}"
+            );
+            assert!(!err.contains('\n'), "one line: {err:?}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! The two endpoints, from a parsed request to a response.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use serde::Serialize;
+
+use crate::db::{Applied, Database, DbError, Statement};
+use crate::routes::{route, Endpoint};
+use crate::timestamp::{now_micros, rfc3339_micros};
+use crate::validation::parse_transaction;
+
+/// A valid body is under 100 bytes; this leaves room for spacing and ignored extra fields
+/// while never buffering more than this from a client.
+pub const MAX_BODY_BYTES: usize = 1024;
+
+pub type Body = Full<Bytes>;
+
+pub async fn handle(request: Request<Incoming>, db: Database) -> Response<Body> {
+    let Some(route) = route(request.uri().path()) else {
+        return error(StatusCode::NOT_FOUND, "no such resource");
+    };
+    if !route.endpoint.accepts(request.method()) {
+        let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(route.endpoint.allow()));
+        return response;
+    }
+    let Some(client) = route.client else {
+        return error(StatusCode::NOT_FOUND, "no such client");
+    };
+    match route.endpoint {
+        Endpoint::Transact => transact(request, client, &db).await,
+        Endpoint::Statement => statement(client, &db).await,
+    }
+}
+
+async fn transact(request: Request<Incoming>, client: i32, db: &Database) -> Response<Body> {
+    let body = match read_body(request).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let tx = match parse_transaction(&body) {
+        Ok(tx) => tx,
+        Err(reason) => return error(StatusCode::UNPROCESSABLE_ENTITY, &reason),
+    };
+    match db.transact(client, &tx).await {
+        Ok(Applied::Done { balance, limit }) => json(
+            StatusCode::OK,
+            format!(r#"{{"limite":{limit},"saldo":{balance}}}"#),
+        ),
+        Ok(Applied::Refused) => error(StatusCode::UNPROCESSABLE_ENTITY, "limit exceeded"),
+        Ok(Applied::UnknownClient) => error(StatusCode::NOT_FOUND, "no such client"),
+        Err(e) => unavailable(e),
+    }
+}
+
+async fn statement(client: i32, db: &Database) -> Response<Body> {
+    match db.statement(client).await {
+        Ok(Some(statement)) => json(StatusCode::OK, statement_json(&statement)),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such client"),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(Serialize)]
+struct StatementJson<'a> {
+    saldo: BalanceJson,
+    ultimas_transacoes: Vec<EntryJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct BalanceJson {
+    total: i32,
+    data_extrato: String,
+    limite: i32,
+}
+
+#[derive(Serialize)]
+struct EntryJson<'a> {
+    valor: i32,
+    tipo: &'a str,
+    descricao: &'a str,
+    realizada_em: String,
+}
+
+fn statement_json(statement: &Statement) -> String {
+    let body = StatementJson {
+        saldo: BalanceJson {
+            total: statement.balance,
+            data_extrato: rfc3339_micros(now_micros()),
+            limite: statement.limit,
+        },
+        ultimas_transacoes: statement
+            .entries
+            .iter()
+            .map(|e| EntryJson {
+                valor: e.amount,
+                tipo: &e.kind,
+                descricao: &e.description,
+                realizada_em: rfc3339_micros(e.at),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&body).expect("plain structs always serialize")
+}
+
+/// Reads the whole body, refusing (413) anything over `MAX_BODY_BYTES` without buffering it.
+async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(request.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(_) => Err(error(StatusCode::BAD_REQUEST, "could not read the body")),
+    }
+}
+
+fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, reason: &str) -> Response<Body> {
+    json(status, serde_json::json!({ "erro": reason }).to_string())
+}
+
+fn unavailable(e: DbError) -> Response<Body> {
+    eprintln!("api: {e}");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database unavailable, try again",
+    )
+}

@@ -1,0 +1,183 @@
+//! Start-up, the accept loop and graceful shutdown.
+//!
+//! The API listens on a Unix socket (the balancer sits in another container and shares the
+//! socket's directory) or on TCP. On SIGTERM or SIGINT it stops accepting, lets in-flight
+//! requests finish, closes the database pool and returns.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::config::{Config, Listen};
+use crate::db::Database;
+use crate::handlers::handle;
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+pub async fn run(config: Config) -> Result<(), String> {
+    let db = Database::connect(&config).await?;
+    let listener = Listener::bind(&config.listen)?;
+    eprintln!(
+        "api: listening on {} (pool {}, workers {}, tx {:?})",
+        listener.describe(),
+        config.pool_size,
+        config.workers,
+        config.tx_shape
+    );
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(Stream::Unix(stream)) => serve(stream, &db, &graceful),
+                Ok(Stream::Tcp(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    serve(stream, &db, &graceful)
+                }
+                Err(e) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    eprintln!("api: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+
+    eprintln!(
+        "api: shutting down, draining {} connection(s)",
+        graceful.count()
+    );
+    drop(listener); // removes the socket file: no new connections can arrive
+    if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("api: drain deadline passed, closing remaining connections");
+    }
+    db.close().await;
+    Ok(())
+}
+
+fn serve<IO>(io: IO, db: &Database, graceful: &GracefulShutdown)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let db = db.clone();
+    let service = service_fn(move |request| {
+        let db = db.clone();
+        async move { Ok::<_, Infallible>(handle(request, db).await) }
+    });
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        // A client that goes away mid-request is its own business; nothing to report.
+        let _ = connection.await;
+    });
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+enum Listener {
+    Unix(UnixListener, SocketFile),
+    Tcp(TcpListener),
+}
+
+enum Stream {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+impl Listener {
+    fn bind(listen: &Listen) -> Result<Listener, String> {
+        match listen {
+            Listen::Tcp(addr) => std::net::TcpListener::bind(addr)
+                .and_then(|l| {
+                    l.set_nonblocking(true)?;
+                    TcpListener::from_std(l)
+                })
+                .map(Listener::Tcp)
+                .map_err(|e| format!("cannot listen on {addr}: {e}")),
+            Listen::Unix(path) => {
+                let file = SocketFile::claim(path)?;
+                let listener = UnixListener::bind(path)
+                    .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+                // The balancer runs as another user in another container.
+                set_mode(path, 0o666)?;
+                Ok(Listener::Unix(listener, file))
+            }
+        }
+    }
+
+    async fn accept(&self) -> std::io::Result<Stream> {
+        match self {
+            Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Stream::Tcp(s)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Listener::Unix(_, file) => format!("unix:{}", file.0.display()),
+            Listener::Tcp(l) => l.local_addr().map_or("tcp".into(), |a| a.to_string()),
+        }
+    }
+}
+
+/// The socket file's path; removed when the listener goes away.
+struct SocketFile(PathBuf);
+
+impl SocketFile {
+    /// Removes a stale socket left by a crashed run, but refuses to steal one that a live
+    /// process still answers on, and never removes anything that is not a socket.
+    fn claim(path: &Path) -> Result<SocketFile, String> {
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot inspect {}: {e}", path.display())),
+            Ok(meta) if !meta.file_type().is_socket() => {
+                return Err(format!(
+                    "{} exists and is not a socket; remove it or pick another API_SOCKET",
+                    path.display()
+                ))
+            }
+            Ok(_) if std::os::unix::net::UnixStream::connect(path).is_ok() => {
+                return Err(format!(
+                    "another process is listening on {}",
+                    path.display()
+                ))
+            }
+            Ok(_) => std::fs::remove_file(path)
+                .map_err(|e| format!("cannot remove stale socket {}: {e}", path.display()))?,
+        }
+        Ok(SocketFile(path.to_owned()))
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot set permissions on {}: {e}", path.display()))
+}

@@ -1,0 +1,188 @@
+//! Turning a POST body into a transaction, or a precise reason why not.
+//!
+//! The rules are the challenge's (spec §1.1 and §5): `valor` a positive JSON integer,
+//! `tipo` exactly "c" or "d", `descricao` a string of 1 to 10 characters. Anything else is
+//! refused before the database is touched, so a bad request can never change state.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+/// Credit or debit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Credit,
+    Debit,
+}
+
+impl Kind {
+    pub fn code(self) -> &'static str {
+        match self {
+            Kind::Credit => "c",
+            Kind::Debit => "d",
+        }
+    }
+}
+
+/// A transaction that passed every check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTransaction<'a> {
+    /// Cents, 1 ..= i32::MAX (balances are 32-bit; see db/init.sql).
+    pub amount: i32,
+    pub kind: Kind,
+    pub description: Cow<'a, str>,
+}
+
+impl NewTransaction<'_> {
+    /// The change this transaction makes to a balance.
+    pub fn signed_amount(&self) -> i64 {
+        match self.kind {
+            Kind::Credit => i64::from(self.amount),
+            Kind::Debit => -i64::from(self.amount),
+        }
+    }
+}
+
+pub const MAX_DESCRIPTION_CHARS: usize = 10;
+
+/// The wire shape. serde rejects wrong JSON types for us: a float, string, bool or null
+/// `valor` does not fit an `i64`, and a null or missing field does not fit a `Cow<str>`.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    valor: i64,
+    #[serde(borrow)]
+    tipo: Cow<'a, str>,
+    #[serde(borrow)]
+    descricao: Cow<'a, str>,
+}
+
+pub fn parse_transaction(body: &[u8]) -> Result<NewTransaction<'_>, String> {
+    // serde would also accept a JSON array for a struct; the API takes objects only.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err("body must be a JSON object".into());
+    }
+    let wire: Wire = serde_json::from_slice(body).map_err(|e| format!("invalid body: {e}"))?;
+
+    if wire.valor <= 0 {
+        return Err("valor must be a positive integer".into());
+    }
+    let amount =
+        i32::try_from(wire.valor).map_err(|_| format!("valor must be at most {}", i32::MAX))?;
+    let kind = match wire.tipo.as_ref() {
+        "c" => Kind::Credit,
+        "d" => Kind::Debit,
+        _ => return Err("tipo must be \"c\" or \"d\"".into()),
+    };
+    let chars = wire.descricao.chars().count();
+    if chars == 0 || chars > MAX_DESCRIPTION_CHARS {
+        return Err(format!(
+            "descricao must have 1 to {MAX_DESCRIPTION_CHARS} characters"
+        ));
+    }
+    Ok(NewTransaction {
+        amount,
+        kind,
+        description: wire.descricao,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_valid_bodies() {
+        let cases: &[(&str, i32, Kind, &str)] = &[
+            (
+                r#"{"valor": 1000, "tipo": "c", "descricao": "descricao"}"#,
+                1000,
+                Kind::Credit,
+                "descricao",
+            ),
+            (
+                r#"{"valor": 1, "tipo": "d", "descricao": "a"}"#,
+                1,
+                Kind::Debit,
+                "a",
+            ),
+            (
+                r#"{"descricao":"0123456789","tipo":"d","valor":2147483647}"#,
+                i32::MAX,
+                Kind::Debit,
+                "0123456789",
+            ),
+            // Ten characters, thirty bytes: the limit counts characters.
+            (
+                r#"{"valor": 5, "tipo": "c", "descricao": "çãéíõüñàèì"}"#,
+                5,
+                Kind::Credit,
+                "çãéíõüñàèì",
+            ),
+            (
+                r#"{"valor": 5, "tipo": "c", "descricao": "\u00e7\"x"}"#,
+                5,
+                Kind::Credit,
+                "ç\"x",
+            ),
+            (
+                r#"  {"valor": 7, "tipo": "c", "descricao": "x", "extra": [1, {"a": null}]}  "#,
+                7,
+                Kind::Credit,
+                "x",
+            ),
+        ];
+        for (body, amount, kind, description) in cases {
+            let tx = parse_transaction(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(
+                (tx.amount, tx.kind, tx.description.as_ref()),
+                (*amount, *kind, *description)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_every_invalid_body() {
+        let cases: &[&[u8]] = &[
+            br#"{"valor": 1.2, "tipo": "d", "descricao": "devolve"}"#,
+            br#"{"valor": 1.0, "tipo": "d", "descricao": "devolve"}"#,
+            br#"{"valor": 1e0, "tipo": "d", "descricao": "devolve"}"#,
+            br#"{"valor": "1", "tipo": "d", "descricao": "devolve"}"#,
+            br#"{"valor": true, "tipo": "d", "descricao": "devolve"}"#,
+            br#"{"valor": null, "tipo": "d", "descricao": "devolve"}"#,
+            br#"{"tipo": "d", "descricao": "devolve"}"#,
+            br#"{"valor": 0, "tipo": "d", "descricao": "devolve"}"#,
+            br#"{"valor": -5, "tipo": "d", "descricao": "devolve"}"#,
+            br#"{"valor": 2147483648, "tipo": "c", "descricao": "devolve"}"#,
+            br#"{"valor": 99999999999999999999999, "tipo": "c", "descricao": "x"}"#,
+            br#"{"valor": 1, "tipo": "x", "descricao": "devolve"}"#,
+            br#"{"valor": 1, "tipo": "C", "descricao": "devolve"}"#,
+            br#"{"valor": 1, "tipo": "cd", "descricao": "devolve"}"#,
+            br#"{"valor": 1, "tipo": "", "descricao": "devolve"}"#,
+            br#"{"valor": 1, "tipo": null, "descricao": "devolve"}"#,
+            br#"{"valor": 1, "tipo": 99, "descricao": "devolve"}"#,
+            br#"{"valor": 1, "descricao": "devolve"}"#,
+            br#"{"valor": 1, "tipo": "c", "descricao": "123456789 e mais um pouco"}"#,
+            br#"{"valor": 1, "tipo": "c", "descricao": "01234567890"}"#,
+            br#"{"valor": 1, "tipo": "c", "descricao": ""}"#,
+            br#"{"valor": 1, "tipo": "c", "descricao": null}"#,
+            br#"{"valor": 1, "tipo": "c", "descricao": 12}"#,
+            br#"{"valor": 1, "tipo": "c", "descricao": ["a"]}"#,
+            br#"{"valor": 1, "tipo": "c"}"#,
+            br#"{"valor": 1, "valor": 2, "tipo": "c", "descricao": "dup"}"#,
+            br#"[1, "c", "array"]"#,
+            br#""text""#,
+            b"null",
+            b"",
+            b"   ",
+            b"{",
+            br#"{"valor": 1, "tipo": "c", "descricao": "x"} trailing"#,
+            b"valor=1&tipo=c&descricao=x",
+            b"{\"valor\": 1, \"tipo\": \"c\", \"descricao\": \"\xff\xfe\"}",
+        ];
+        for body in cases {
+            let text = String::from_utf8_lossy(body);
+            let result = parse_transaction(body);
+            assert!(result.is_err(), "{text} was accepted: {result:?}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! A small HTTP/1.1 client for tests: one new connection per request, like the official
+//! load test, over a Unix socket or TCP.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Where a server listens.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Unix(PathBuf),
+    Tcp(std::net::SocketAddr),
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "{} is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Target {
+    /// Whether something accepts connections there now.
+    pub fn is_up(&self) -> bool {
+        match self {
+            Target::Unix(path) => std::os::unix::net::UnixStream::connect(path).is_ok(),
+            Target::Tcp(addr) => std::net::TcpStream::connect(addr).is_ok(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request(Method::GET, path, b"").await
+    }
+
+    pub async fn post(&self, path: &str, body: &str) -> Reply {
+        self.request(Method::POST, path, body.as_bytes()).await
+    }
+
+    /// Sends one request on a new connection and reads the whole reply.
+    pub async fn request(&self, method: Method, path: &str, body: &[u8]) -> Reply {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .unwrap();
+        let exchange = async {
+            match self {
+                Target::Unix(p) => send(tokio::net::UnixStream::connect(p).await?, request).await,
+                Target::Tcp(a) => send(tokio::net::TcpStream::connect(a).await?, request).await,
+            }
+        };
+        match tokio::time::timeout(TIMEOUT, exchange).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => panic!("request to {self:?} failed: {e}"),
+            Err(_) => panic!("request to {self:?} took over {TIMEOUT:?}"),
+        }
+    }
+
+    /// Writes raw bytes and returns everything the server sends until it closes the
+    /// connection (end the request with `Connection: close`).
+    pub async fn raw(&self, bytes: &[u8]) -> Vec<u8> {
+        let exchange = async {
+            match self {
+                Target::Unix(p) => raw(tokio::net::UnixStream::connect(p).await?, bytes).await,
+                Target::Tcp(a) => raw(tokio::net::TcpStream::connect(a).await?, bytes).await,
+            }
+        };
+        match tokio::time::timeout(TIMEOUT, exchange).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => panic!("raw exchange with {self:?} failed: {e}"),
+            Err(_) => panic!("raw exchange with {self:?} took over {TIMEOUT:?}"),
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn send<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<Reply, BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+async fn raw<IO>(mut io: IO, bytes: &[u8]) -> Result<Vec<u8>, BoxError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    io.write_all(bytes).await?;
+    let mut out = Vec::new();
+    io.read_to_end(&mut out).await?;
+    Ok(out)
+}

@@ -1,0 +1,65 @@
+//! Test support shared by every crate's integration tests: real PostgreSQL databases, real
+//! processes of our binaries, and a plain HTTP client over Unix sockets or TCP.
+//!
+//! Nothing here mocks anything: a test that needs the database gets a fresh one built from
+//! `db/init.sql` on a real server, and fails loudly when there is none.
+
+mod client;
+mod postgres;
+mod process;
+mod stack;
+
+pub use client::{Reply, Target};
+pub use postgres::{Cluster, TestDb};
+pub use process::{binary, spawn_api, Process};
+pub use stack::TestApi;
+
+use std::path::PathBuf;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit lives in the repo")
+        .to_owned()
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("rinha-{label}-{}", unique_suffix()));
+        std::fs::create_dir_all(&path).expect("creating a temporary directory");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Unique across the parallel test processes of one run and across runs.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    format!(
+        "{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}

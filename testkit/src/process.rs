@@ -1,0 +1,136 @@
+//! Our binaries as real child processes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary, next to the test executable's `deps/` folder. Building the
+/// workspace's tests builds every binary, so it is there under `cargo test --workspace`.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+/// A running child process, killed when dropped. Its stderr is kept for assertions.
+pub struct Process {
+    child: Option<Child>,
+    name: String,
+}
+
+impl Process {
+    pub fn spawn(program: &Path, env: &[(&str, &str)]) -> Process {
+        let mut command = Command::new(program);
+        command
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Ok(path) = std::env::var("PATH") {
+            command.env("PATH", path);
+        }
+        command.envs(env.iter().copied());
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", program.display()));
+        Process {
+            child: Some(child),
+            name: program.display().to_string(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Waits until `ready` holds, failing with the process's stderr if it exits first.
+    pub fn wait_until(&mut self, timeout: Duration, mut ready: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !ready() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let (_, stderr) = self.finish_with(status);
+                panic!(
+                    "{} exited with {status} before it was ready: {stderr}",
+                    self.name
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready within {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (e.g. "TERM", "KILL", "STOP", "CONT") without waiting.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "kill -{signal} {}",
+            self.pid()
+        );
+    }
+
+    /// Waits for the exit (at most `timeout`), returning the status and everything on stderr.
+    pub fn wait(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return self.finish_with(status);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still running after {timeout:?}",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish_with(&mut self, status: ExitStatus) -> (ExitStatus, String) {
+        use std::io::Read;
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.child.as_mut().unwrap().stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        self.child = None;
+        (status, stderr)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts the `api` binary on a Unix socket against `database_url`, with `extra` environment
+/// on top, and waits until it accepts connections.
+pub fn spawn_api(database_url: &str, socket: &Path, extra: &[(&str, &str)]) -> Process {
+    let mut env = vec![
+        ("DATABASE_URL", database_url),
+        ("API_SOCKET", socket.to_str().unwrap()),
+    ];
+    env.extend_from_slice(extra);
+    let mut process = Process::spawn(&binary("api"), &env);
+    let target = crate::Target::Unix(socket.to_owned());
+    process.wait_until(Duration::from_secs(30), || target.is_up());
+    process
+}
