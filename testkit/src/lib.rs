@@ -5,11 +5,13 @@
 //! `db/init.sql` on a real server, and fails loudly when there is none.
 
 mod client;
+mod official;
 mod postgres;
 mod process;
 mod stack;
 
 pub use client::{Reply, Target};
+pub use official::run_validations;
 pub use postgres::{Cluster, TestDb};
 pub use process::{binary, spawn_api, Process};
 pub use stack::TestApi;

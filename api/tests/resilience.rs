@@ -1,0 +1,261 @@
+//! Faults: the database going away, stalling, or not being there yet; signals; bad
+//! configuration; leftover socket files. Real processes and a real PostgreSQL throughout.
+
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use sqlx::Connection;
+use testkit::{binary, spawn_api, Cluster, Process, Target, TempDir, TestApi};
+
+const DEBIT: &str = r#"{"valor": 10, "tipo": "d", "descricao": "x"}"#;
+
+async fn wait_for_status(target: &Target, status: StatusCode, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        if target.get("/clientes/1/extrato").await.status == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {status} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn database_outage_gives_quick_503s_and_recovers() {
+    let cluster = Cluster::start();
+    let dir = TempDir::new("outage");
+    let _api = spawn_api(
+        cluster.url(),
+        &dir.join("api.sock"),
+        &[("DB_TIMEOUT_MS", "1000")],
+    );
+    let target = Target::Unix(dir.join("api.sock"));
+    assert_eq!(
+        target.post("/clientes/1/transacoes", DEBIT).await.status,
+        StatusCode::OK
+    );
+
+    for kill in [false, true] {
+        cluster.stop(kill);
+        for _ in 0..3 {
+            let started = Instant::now();
+            let post = target.post("/clientes/1/transacoes", DEBIT).await;
+            let get = target.get("/clientes/1/extrato").await;
+            assert_eq!(
+                (post.status, get.status),
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    StatusCode::SERVICE_UNAVAILABLE
+                )
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(3),
+                "503s took {:?}",
+                started.elapsed()
+            );
+        }
+        cluster.restart();
+        wait_for_status(&target, StatusCode::OK, Duration::from_secs(15)).await;
+        assert_eq!(
+            target.post("/clientes/1/transacoes", DEBIT).await.status,
+            StatusCode::OK
+        );
+    }
+    // Exactly the three acknowledged debits are there: none lost in the crash, none doubled.
+    let reply = target.get("/clientes/1/extrato").await.json();
+    assert_eq!(reply["saldo"]["total"], -30);
+    assert_eq!(reply["ultimas_transacoes"].as_array().unwrap().len(), 3);
+}
+
+/// A database that holds a request past DB_TIMEOUT_MS: 503 quickly, and the transaction is
+/// not applied later behind the client's back.
+#[tokio::test]
+async fn stalled_database_gives_503_and_applies_nothing() {
+    for shape in ["function", "client"] {
+        let api = TestApi::start(&[("DB_TIMEOUT_MS", "300"), ("DB_TX_SHAPE", shape)]).await;
+        let mut holder = api.db.connect().await;
+        let mut lock = holder.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM clientes WHERE id = 1 FOR UPDATE")
+            .execute(&mut *lock)
+            .await
+            .unwrap();
+
+        let started = Instant::now();
+        let reply = api.target.post("/clientes/1/transacoes", DEBIT).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{shape}: {}",
+            reply.text()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{shape}: took {:?}",
+            started.elapsed()
+        );
+
+        lock.commit().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            api.db.balance_and_count(1).await,
+            (0, 0),
+            "{shape}: nothing applied"
+        );
+        // The instance is healthy again.
+        assert_eq!(
+            api.target
+                .post("/clientes/1/transacoes", DEBIT)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_then_exits_0() {
+    let api = TestApi::start(&[]).await;
+    let mut holder = api.db.connect().await;
+    let mut lock = holder.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM clientes WHERE id = 1 FOR UPDATE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+
+    let target = api.target.clone();
+    let in_flight = tokio::spawn(async move { target.post("/clientes/1/transacoes", DEBIT).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    api.process.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!api.target.is_up(), "no new connections after SIGTERM");
+
+    lock.commit().await.unwrap();
+    let reply = in_flight.await.unwrap();
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the in-flight request completed"
+    );
+    let TestApi {
+        process, dir, db, ..
+    } = api;
+    let (status, _) = process.wait(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status}");
+    assert!(!dir.join("api.sock").exists(), "socket file removed");
+    assert_eq!(db.balance_and_count(1).await, (-10, 1));
+}
+
+#[tokio::test]
+async fn waits_for_a_database_that_starts_late() {
+    let cluster = Cluster::start();
+    cluster.stop(false);
+    let dir = TempDir::new("late");
+    let socket = dir.join("api.sock");
+    let mut api = Process::spawn(
+        &binary("api"),
+        &[
+            ("DATABASE_URL", cluster.url()),
+            ("API_SOCKET", socket.to_str().unwrap()),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    cluster.restart();
+    let target = Target::Unix(socket);
+    api.wait_until(Duration::from_secs(20), || target.is_up());
+    assert_eq!(
+        target.get("/clientes/1/extrato").await.status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn gives_up_on_an_unreachable_database_with_a_clear_error() {
+    let dir = TempDir::new("nodb");
+    let url = format!(
+        "postgres://postgres@localhost/rinha?host={}",
+        dir.path().display()
+    );
+    let started = Instant::now();
+    let api = Process::spawn(
+        &binary("api"),
+        &[
+            ("DATABASE_URL", &url),
+            ("API_SOCKET", dir.join("api.sock").to_str().unwrap()),
+            ("DB_WAIT_SECS", "1"),
+        ],
+    );
+    let (status, stderr) = api.wait(Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        stderr.contains("database not reachable after 1s"),
+        "{stderr}"
+    );
+    assert!(!dir.join("api.sock").exists(), "never listened");
+}
+
+#[test]
+fn bad_configuration_exits_with_one_line() {
+    for (env, expected) in [
+        (
+            vec![("API_SOCKET", "/tmp/x.sock")],
+            "DATABASE_URL is not set",
+        ),
+        (
+            vec![("DATABASE_URL", "postgres://u@h/db")],
+            "set API_SOCKET",
+        ),
+        (
+            vec![
+                ("DATABASE_URL", "postgres://u@h/db"),
+                ("API_LISTEN", "x:1"),
+                ("DB_POOL_SIZE", "1"),
+            ],
+            "API_LISTEN=x:1",
+        ),
+    ] {
+        let (status, stderr) = Process::spawn(&binary("api"), &env).wait(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn socket_file_handling() {
+    let api = TestApi::start(&[]).await;
+
+    // A stale socket file from a crashed run is replaced.
+    let stale = api.dir.join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    assert!(stale.exists());
+    let (_second, target) = api.start_sibling("stale.sock", &[]);
+    assert_eq!(
+        target.get("/clientes/1/extrato").await.status,
+        StatusCode::OK
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&stale).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o666, "connectable by the balancer's user");
+
+    // A live socket is not stolen, and a regular file is not deleted.
+    let file = api.dir.join("file.sock");
+    std::fs::write(&file, "precious").unwrap();
+    for (path, expected) in [
+        (&stale, "another process is listening"),
+        (&file, "is not a socket"),
+    ] {
+        let env = [
+            ("DATABASE_URL", api.db.url()),
+            ("API_SOCKET", path.to_str().unwrap()),
+        ];
+        let (status, stderr) = Process::spawn(&binary("api"), &env).wait(Duration::from_secs(10));
+        assert!(!status.success());
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "precious");
+    assert_eq!(
+        target.get("/clientes/1/extrato").await.status,
+        StatusCode::OK
+    );
+}
