@@ -1,0 +1,261 @@
+//! Configuration, read once from the environment at start. Each error names the variable
+//! and lists the valid choices.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::selection::Strategy;
+
+/// Where an upstream listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl std::fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamAddr::Unix(path) => write!(f, "unix:{}", path.display()),
+            UpstreamAddr::Tcp(addr) => f.write_str(addr),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// L7: parse HTTP, reuse upstream connections across clients.
+    Http,
+    /// L4: pick an upstream per client connection and copy bytes both ways.
+    Tcp,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Http => "http",
+            Mode::Tcp => "tcp",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub upstreams: Vec<UpstreamAddr>,
+    pub strategy: Strategy,
+    pub mode: Mode,
+    /// Past this an upstream's answer is abandoned with 504 (http mode).
+    pub timeout: Duration,
+    /// Bound for connecting to an upstream (matters for TCP upstreams on other hosts).
+    pub connect_timeout: Duration,
+    pub max_body: usize,
+    pub admin: Option<SocketAddr>,
+    pub workers: usize,
+    pub drain: Duration,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, String> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let listen_text = get("LB_LISTEN").unwrap_or_else(|| "0.0.0.0:9999".into());
+        let listen = listen_text
+            .parse()
+            .map_err(|_| format!("LB_LISTEN={listen_text} is not ip:port, e.g. 0.0.0.0:9999"))?;
+
+        let upstreams_text = get("LB_UPSTREAMS").ok_or(
+            "LB_UPSTREAMS is not set: give a comma-separated list of /abs/path.sock, unix:/abs/path.sock or host:port",
+        )?;
+        let upstreams = upstreams_text
+            .split(',')
+            .map(|item| parse_upstream(item.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let strategy_text = get("LB_STRATEGY").unwrap_or_else(|| "round-robin".into());
+        let strategy = Strategy::parse(&strategy_text).ok_or_else(|| {
+            format!(
+                "LB_STRATEGY={strategy_text} is not valid: use one of {}",
+                Strategy::NAMES.join(", ")
+            )
+        })?;
+
+        let mode = match get("LB_MODE").as_deref() {
+            None | Some("http") => Mode::Http,
+            Some("tcp") => Mode::Tcp,
+            Some(other) => {
+                return Err(format!(
+                    "LB_MODE={other} is not valid: use http (default) or tcp"
+                ))
+            }
+        };
+        if mode == Mode::Tcp && strategy.needs_request() {
+            return Err(format!(
+                "LB_STRATEGY={strategy_text} needs LB_MODE=http: tcp mode never reads the request; \
+                 use one of {}",
+                Strategy::NAMES.iter().filter(|n| !Strategy::parse(n).unwrap().needs_request()).copied().collect::<Vec<_>>().join(", ")
+            ));
+        }
+
+        let admin = match get("LB_ADMIN") {
+            None => None,
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|_| format!("LB_ADMIN={text} is not ip:port, e.g. 127.0.0.1:9998"))?,
+            ),
+        };
+
+        Ok(Config {
+            listen,
+            upstreams,
+            strategy,
+            mode,
+            timeout: Duration::from_millis(number(&get, "LB_TIMEOUT_MS", 10_000, 1..=3_600_000)?),
+            connect_timeout: Duration::from_millis(number(
+                &get,
+                "LB_CONNECT_TIMEOUT_MS",
+                1_000,
+                1..=60_000,
+            )?),
+            max_body: number(&get, "LB_MAX_BODY", 64 * 1024, 0..=64 * 1024 * 1024)?,
+            admin,
+            workers: number(&get, "LB_WORKERS", 1, 1..=1024)?,
+            drain: Duration::from_secs(number(&get, "LB_DRAIN_SECS", 10, 0..=3600)?),
+        })
+    }
+}
+
+fn parse_upstream(item: &str) -> Result<UpstreamAddr, String> {
+    let bad = |why: &str| {
+        format!("LB_UPSTREAMS entry {item:?} {why}: use /abs/path.sock, unix:/abs/path.sock or host:port")
+    };
+    let path = item.strip_prefix("unix:").unwrap_or(item);
+    if path.starts_with('/') {
+        return Ok(UpstreamAddr::Unix(PathBuf::from(path)));
+    }
+    if item.starts_with("unix:") {
+        return Err(bad("is not an absolute path"));
+    }
+    let (host, port) = item.rsplit_once(':').ok_or_else(|| bad("has no port"))?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(bad("is not host:port"));
+    }
+    Ok(UpstreamAddr::Tcp(item.to_owned()))
+}
+
+fn number<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let Some(text) = get(name) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<T>() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(format!(
+            "{name}={text} is not valid: give a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_and_upstream_forms() {
+        let config = parse(&[(
+            "LB_UPSTREAMS",
+            "/run/a.sock, unix:/run/b.sock,api3:8080,127.0.0.1:9",
+        )])
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9999".parse().unwrap());
+        assert_eq!(
+            config.upstreams,
+            [
+                UpstreamAddr::Unix("/run/a.sock".into()),
+                UpstreamAddr::Unix("/run/b.sock".into()),
+                UpstreamAddr::Tcp("api3:8080".into()),
+                UpstreamAddr::Tcp("127.0.0.1:9".into()),
+            ]
+        );
+        assert_eq!(config.strategy, Strategy::RoundRobin);
+        assert_eq!(config.mode, Mode::Http);
+        assert_eq!(config.workers, 1);
+        assert!(config.admin.is_none());
+    }
+
+    #[test]
+    fn every_strategy_name_parses() {
+        for name in Strategy::NAMES {
+            let config = parse(&[("LB_UPSTREAMS", "/a"), ("LB_STRATEGY", name)]).unwrap();
+            assert_eq!(config.strategy.name(), *name);
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_choices() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "LB_UPSTREAMS is not set"),
+            (&[("LB_UPSTREAMS", "")], "LB_UPSTREAMS is not set"),
+            (&[("LB_UPSTREAMS", "/a,,/b")], "entry \"\""),
+            (
+                &[("LB_UPSTREAMS", "unix:relative.sock")],
+                "not an absolute path",
+            ),
+            (&[("LB_UPSTREAMS", "api1")], "has no port"),
+            (&[("LB_UPSTREAMS", "api1:http")], "is not host:port"),
+            (
+                &[("LB_UPSTREAMS", "/a"), ("LB_STRATEGY", "fastest")],
+                "round-robin, least-connections, random, power-of-two, client-hash",
+            ),
+            (&[("LB_UPSTREAMS", "/a"), ("LB_MODE", "udp")], "LB_MODE=udp"),
+            (
+                &[
+                    ("LB_UPSTREAMS", "/a"),
+                    ("LB_MODE", "tcp"),
+                    ("LB_STRATEGY", "client-hash"),
+                ],
+                "needs LB_MODE=http",
+            ),
+            (
+                &[("LB_UPSTREAMS", "/a"), ("LB_LISTEN", "9999")],
+                "LB_LISTEN=9999",
+            ),
+            (&[("LB_UPSTREAMS", "/a"), ("LB_ADMIN", "x")], "LB_ADMIN=x"),
+            (
+                &[("LB_UPSTREAMS", "/a"), ("LB_WORKERS", "0")],
+                "LB_WORKERS=0",
+            ),
+        ];
+        for (vars, expected) in cases {
+            let err = parse(vars).expect_err(expected);
+            assert!(
+                err.contains(expected),
+                "{err:?} should mention {expected:?}"
+            );
+            assert!(!err.contains('\n'));
+        }
+    }
+}

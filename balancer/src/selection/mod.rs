@@ -1,0 +1,183 @@
+//! Which upstream serves a request. One small type per strategy, each answering only "which
+//! upstream first?"; the rest of the preference order is the rotation from there, so failover
+//! is one loop over `Candidates` whatever the strategy (the shape of pingora's `selection`).
+
+mod client_hash;
+mod least_connections;
+mod power_of_two;
+mod random;
+mod round_robin;
+
+use crate::upstream::Upstream;
+
+pub use client_hash::ClientHash;
+pub use least_connections::LeastConnections;
+pub use power_of_two::PowerOfTwo;
+pub use random::Random;
+pub use round_robin::RoundRobin;
+
+pub trait Select: Send + Sync {
+    /// Index of the preferred upstream. `key` is the request's client id, for the strategies
+    /// that read the request (see `Strategy::needs_request`).
+    fn first(&self, upstreams: &[Upstream], key: Option<&str>) -> usize;
+
+    /// Every upstream once, most preferred first.
+    fn candidates(&self, upstreams: &[Upstream], key: Option<&str>) -> Candidates {
+        Candidates {
+            start: self.first(upstreams, key),
+            len: upstreams.len(),
+            taken: 0,
+        }
+    }
+}
+
+/// Upstream indexes in preference order, without allocating.
+pub struct Candidates {
+    start: usize,
+    len: usize,
+    taken: usize,
+}
+
+impl Iterator for Candidates {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        (self.taken < self.len).then(|| {
+            self.taken += 1;
+            (self.start + self.taken - 1) % self.len
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    RoundRobin,
+    LeastConnections,
+    Random,
+    PowerOfTwo,
+    ClientHash,
+}
+
+impl Strategy {
+    pub const NAMES: &'static [&'static str] = &[
+        "round-robin",
+        "least-connections",
+        "random",
+        "power-of-two",
+        "client-hash",
+    ];
+    const ALL: [Strategy; 5] = [
+        Strategy::RoundRobin,
+        Strategy::LeastConnections,
+        Strategy::Random,
+        Strategy::PowerOfTwo,
+        Strategy::ClientHash,
+    ];
+
+    pub fn parse(name: &str) -> Option<Strategy> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| Self::ALL[i])
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[Self::ALL.iter().position(|s| *s == self).unwrap()]
+    }
+
+    /// Whether the strategy reads the request, which tcp mode never does.
+    pub fn needs_request(self) -> bool {
+        self == Strategy::ClientHash
+    }
+
+    pub fn build(self) -> Box<dyn Select> {
+        match self {
+            Strategy::RoundRobin => Box::new(RoundRobin::default()),
+            Strategy::LeastConnections => Box::new(LeastConnections::default()),
+            Strategy::Random => Box::new(Random),
+            Strategy::PowerOfTwo => Box::new(PowerOfTwo),
+            Strategy::ClientHash => Box::new(ClientHash::default()),
+        }
+    }
+}
+
+/// The client id of a `/clientes/{id}/...` path.
+pub fn client_key(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/clientes/")?;
+    rest.split('/').next().filter(|id| !id.is_empty())
+}
+
+/// A uniform index below `n` from a per-thread xorshift generator: cheap, and good enough
+/// to spread load (nothing here needs unpredictability).
+fn random_below(n: usize) -> usize {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+            let here = &nanos as *const u64 as u64; // differs per thread
+            (nanos ^ here.rotate_left(32)) | 1
+        });
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as usize) % n
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::UpstreamAddr;
+
+    pub fn upstreams(n: usize) -> Vec<Upstream> {
+        (0..n)
+            .map(|i| Upstream::new(UpstreamAddr::Unix(format!("/u{i}").into())))
+            .collect()
+    }
+
+    #[test]
+    fn candidates_cover_every_upstream_once_from_the_first() {
+        let c: Vec<usize> = Candidates {
+            start: 2,
+            len: 4,
+            taken: 0,
+        }
+        .collect();
+        assert_eq!(c, [2, 3, 0, 1]);
+        let ups = upstreams(3);
+        for strategy in Strategy::ALL {
+            let mut seen: Vec<usize> = strategy.build().candidates(&ups, Some("1")).collect();
+            seen.sort();
+            assert_eq!(seen, [0, 1, 2], "{strategy:?}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for name in Strategy::NAMES {
+            assert_eq!(Strategy::parse(name).unwrap().name(), *name);
+        }
+        assert_eq!(Strategy::parse("roundrobin"), None);
+    }
+
+    #[test]
+    fn client_key_reads_the_id() {
+        assert_eq!(client_key("/clientes/3/extrato"), Some("3"));
+        assert_eq!(client_key("/clientes/42/transacoes"), Some("42"));
+        assert_eq!(client_key("/clientes//extrato"), None);
+        assert_eq!(client_key("/other/3"), None);
+    }
+
+    #[test]
+    fn random_below_stays_in_range_and_covers_it() {
+        let mut hits = [0usize; 5];
+        for _ in 0..5000 {
+            hits[random_below(5)] += 1;
+        }
+        assert!(hits.iter().all(|&h| h > 800), "{hits:?}");
+    }
+}

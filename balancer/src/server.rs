@@ -1,0 +1,136 @@
+//! Start-up, the accept loop, the admin listener and graceful shutdown.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::config::Mode;
+use crate::state::State;
+use crate::{http_proxy, tcp_proxy};
+
+pub async fn run(state: State) -> Result<(), String> {
+    let state = Arc::new(state);
+    let listener = bind(state.config.listen)?;
+    if let Some(addr) = state.config.admin {
+        let admin = bind(addr)?;
+        tokio::spawn(serve_admin(admin, state.clone()));
+    }
+    let upstreams: Vec<String> = state.upstreams.iter().map(|u| u.addr.to_string()).collect();
+    eprintln!(
+        "balancer: listening on {} ({} mode, {}) -> {}",
+        state.config.listen,
+        state.config.mode.name(),
+        state.config.strategy.name(),
+        upstreams.join(", ")
+    );
+
+    let graceful = GracefulShutdown::new();
+    // tcp mode: every connection task holds a clone; the count says how many are left.
+    let tcp_tasks = Arc::new(());
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    match state.config.mode {
+                        Mode::Http => serve_http(stream, &state, &graceful),
+                        Mode::Tcp => {
+                            let (state, task) = (state.clone(), tcp_tasks.clone());
+                            tokio::spawn(async move {
+                                tcp_proxy::handle(stream, state).await;
+                                drop(task);
+                            });
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors, typically: back off instead of spinning.
+                    eprintln!("balancer: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+
+    drop(listener);
+    let deadline = state.config.drain;
+    eprintln!(
+        "balancer: shutting down, draining for up to {}s",
+        deadline.as_secs()
+    );
+    let drained = async {
+        graceful.shutdown().await;
+        while Arc::strong_count(&tcp_tasks) > 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    if tokio::time::timeout(deadline, drained).await.is_err() {
+        eprintln!("balancer: drain deadline passed, closing remaining connections");
+    }
+    Ok(())
+}
+
+fn serve_http(stream: TcpStream, state: &Arc<State>, graceful: &GracefulShutdown) {
+    let state = state.clone();
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(http_proxy::handle(request, state).await) }
+    });
+    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+}
+
+async fn serve_admin(listener: TcpListener, state: Arc<State>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let state = state.clone();
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let response = if request.method() == Method::GET && request.uri().path() == "/stats" {
+                let mut response = Response::new(Full::new(Bytes::from(state.stats_json())));
+                response
+                    .headers_mut()
+                    .insert("content-type", "application/json".parse().unwrap());
+                response
+            } else {
+                http_proxy::reply(StatusCode::NOT_FOUND, "only GET /stats here")
+            };
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+    }
+}
+
+/// A listener with a deep accept queue: the official test opens a new connection per request.
+fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, String> {
+    use socket2::{Domain, Socket, Type};
+    let fail = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
+    socket.set_reuse_address(true).map_err(fail)?;
+    socket.set_nodelay(true).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    socket.listen(4096).map_err(fail)?;
+    socket.set_nonblocking(true).map_err(fail)?;
+    TcpListener::from_std(socket.into()).map_err(fail)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

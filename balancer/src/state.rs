@@ -1,0 +1,37 @@
+//! What every connection handler shares: configuration, upstreams and the strategy.
+
+use crate::config::Config;
+use crate::selection::Select;
+use crate::upstream::Upstream;
+
+pub struct State {
+    pub config: Config,
+    pub upstreams: Vec<Upstream>,
+    pub selection: Box<dyn Select>,
+}
+
+impl State {
+    pub fn new(config: Config) -> State {
+        State {
+            upstreams: config
+                .upstreams
+                .iter()
+                .cloned()
+                .map(Upstream::new)
+                .collect(),
+            selection: config.strategy.build(),
+            config,
+        }
+    }
+
+    /// `GET /stats` on the admin listener.
+    pub fn stats_json(&self) -> String {
+        let upstreams: Vec<String> = self.upstreams.iter().map(Upstream::stats_json).collect();
+        format!(
+            r#"{{"mode":"{}","strategy":"{}","upstreams":[{}]}}"#,
+            self.config.mode.name(),
+            self.config.strategy.name(),
+            upstreams.join(",")
+        )
+    }
+}

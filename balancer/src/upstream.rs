@@ -1,0 +1,149 @@
+//! One upstream: its address, counters, health and pool of idle HTTP connections.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::config::UpstreamAddr;
+
+/// Backoff after a failed connect: doubles per consecutive failure, from the first to the last.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+/// Idle connections kept per upstream; more than the peak concurrency is never useful.
+const MAX_IDLE: usize = 256;
+
+pub type Sender = SendRequest<Full<Bytes>>;
+
+/// A connected byte stream to an upstream.
+pub enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+pub struct Upstream {
+    pub addr: UpstreamAddr,
+    in_flight: AtomicUsize,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    consecutive_failures: AtomicU32,
+    /// Milliseconds on `clock()` before which the upstream is skipped; 0 when up.
+    down_until: AtomicU64,
+    idle: Mutex<Vec<Sender>>,
+}
+
+/// Counts one request or connection in flight for as long as it lives.
+pub struct InFlight<'a>(&'a Upstream);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+fn clock() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+impl Upstream {
+    pub fn new(addr: UpstreamAddr) -> Upstream {
+        Upstream {
+            addr,
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            down_until: AtomicU64::new(0),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Relaxed)
+    }
+
+    /// Starts counting a request (or, in tcp mode, a connection) against this upstream.
+    pub fn begin(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.requests.fetch_add(1, Relaxed);
+        InFlight(self)
+    }
+
+    pub fn is_down(&self) -> bool {
+        let until = self.down_until.load(Relaxed);
+        until != 0 && clock() < until
+    }
+
+    /// A failure: counted, and the upstream is skipped for a backoff that grows while the
+    /// failures continue, so a dead instance costs almost nothing and a restarted one is
+    /// back within a second.
+    pub fn mark_failed(&self) {
+        self.failures.fetch_add(1, Relaxed);
+        let streak = self.consecutive_failures.fetch_add(1, Relaxed).min(16);
+        let backoff = (BACKOFF_FIRST * 2u32.pow(streak)).min(BACKOFF_MAX);
+        self.down_until
+            .store(clock() + backoff.as_millis() as u64, Relaxed);
+        // Connections to a failing upstream are suspect; open fresh ones when it is back.
+        self.idle.lock().unwrap().clear();
+    }
+
+    pub fn mark_ok(&self) {
+        if self.down_until.load(Relaxed) != 0 {
+            self.down_until.store(0, Relaxed);
+            self.consecutive_failures.store(0, Relaxed);
+        }
+    }
+
+    pub async fn connect(&self, timeout: Duration) -> std::io::Result<Stream> {
+        let connect = async {
+            match &self.addr {
+                UpstreamAddr::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+                UpstreamAddr::Tcp(addr) => {
+                    let stream = TcpStream::connect(addr.as_str()).await?;
+                    stream.set_nodelay(true)?;
+                    Ok(Stream::Tcp(stream))
+                }
+            }
+        };
+        tokio::time::timeout(timeout, connect)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "connect timed out",
+                ))
+            })
+    }
+
+    pub fn take_idle(&self) -> Option<Sender> {
+        self.idle.lock().unwrap().pop()
+    }
+
+    pub fn put_idle(&self, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap();
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    /// `{"upstream": ..., "requests": ..., "in_flight": ..., "failures": ..., "up": ...}`
+    pub fn stats_json(&self) -> String {
+        let addr = self
+            .addr
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        format!(
+            r#"{{"upstream":"{addr}","requests":{},"in_flight":{},"failures":{},"up":{}}}"#,
+            self.requests.load(Relaxed),
+            self.in_flight(),
+            self.failures.load(Relaxed),
+            !self.is_down()
+        )
+    }
+}

@@ -1,0 +1,400 @@
+//! The balancer in front of stub upstreams: forwarding, strategies, failover, limits,
+//! shutdown. Real processes and sockets; only the upstreams are small test servers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Balancer, Stub, MODES};
+use hyper::{Method, StatusCode};
+use testkit::{binary, Process, TempDir};
+
+fn upstream_of(reply: &testkit::Reply) -> String {
+    reply.headers["x-upstream"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_requests_and_responses_intact() {
+    let dir = TempDir::new("lb-fwd");
+    let stub = Stub::start(&dir, "a");
+    for mode in MODES {
+        let lb = Balancer::start(&[&stub.socket], &[("LB_MODE", mode)]);
+        let body = r#"{"valor": 4321, "tipo": "d", "descricao": "aZ3k9QpL0x"}"#;
+        let reply = lb.target.post("/clientes/3/transacoes?x=1", body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{mode}");
+        let echo = reply.json();
+        assert_eq!(echo["body"], body, "{mode}: body byte-exact");
+        assert_eq!(echo["method"], "POST");
+        assert_eq!(echo["path"], "/clientes/3/transacoes?x=1");
+        assert_eq!(echo["headers"]["content-type"], "application/json");
+
+        let reply = lb.target.get("/status/418").await;
+        assert_eq!(
+            reply.status,
+            StatusCode::IM_A_TEAPOT,
+            "{mode}: status passed through"
+        );
+        // The binary body of a request passes untouched too.
+        let raw: Vec<u8> = (0u8..=255).collect();
+        let reply = lb.target.request(Method::PUT, "/bytes", &raw).await;
+        assert_eq!(
+            reply.json()["body"],
+            String::from_utf8_lossy(&raw).as_ref(),
+            "{mode}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_do_not_cross() {
+    let dir = TempDir::new("lb-hop");
+    let stub = Stub::start(&dir, "a");
+    let lb = Balancer::start(&[&stub.socket], &[]);
+    let request = "GET /x HTTP/1.1\r\nhost: h\r\nconnection: close, x-hop\r\nx-hop: 1\r\nx-end: 2\r\nkeep-alive: 5\r\n\r\n";
+    let reply = String::from_utf8(lb.target.raw(request.as_bytes()).await).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+    let echo: serde_json::Value = serde_json::from_str(body).unwrap();
+    let headers = echo["headers"].as_object().unwrap();
+    assert_eq!(headers["x-end"], "2");
+    assert!(
+        headers.get("x-hop").is_none() && headers.get("keep-alive").is_none(),
+        "{headers:?}"
+    );
+    assert_eq!(headers["via"], "1.1 rinha-balancer");
+    assert!(
+        !head.to_lowercase().contains("keep-alive: timeout"),
+        "upstream's keep-alive stripped: {head}"
+    );
+    assert!(
+        head.to_lowercase().contains("connection: close"),
+        "client's close honoured: {head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    let dir = TempDir::new("lb-pipe");
+    let stub = Stub::start(&dir, "a");
+    let lb = Balancer::start(&[&stub.socket], &[]);
+    let request = "GET /slow/50 HTTP/1.1\r\nhost: h\r\n\r\nGET /first HTTP/1.1\r\nhost: h\r\n\r\nGET /second HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n";
+    let reply = String::from_utf8(lb.target.raw(request.as_bytes()).await).unwrap();
+    let order: Vec<usize> = ["/slow/50", "/first", "/second"]
+        .iter()
+        .map(|p| reply.find(&format!("\"path\":\"{p}\"")).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 200").count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_requests_never_reach_an_upstream() {
+    let dir = TempDir::new("lb-bad");
+    let stub = Stub::start(&dir, "a");
+    let lb = Balancer::start(&[&stub.socket], &[("LB_MAX_BODY", "1000")]);
+    for raw in [
+        "GARBAGE\r\n\r\n",
+        "GET / HTTP/1.1\r\nbad header\r\n\r\n",
+        "POST /x HTTP/1.1\r\nhost: h\r\ncontent-length: zz\r\n\r\n",
+    ] {
+        let reply = String::from_utf8_lossy(&lb.target.raw(raw.as_bytes()).await).into_owned();
+        assert!(reply.starts_with("HTTP/1.1 400"), "{raw:?} -> {reply}");
+    }
+    let reply = lb.target.post("/x", &"y".repeat(1001)).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let chunked = format!("POST /x HTTP/1.1\r\nhost: h\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3e9\r\n{}\r\n0\r\n\r\n", "z".repeat(1001));
+    let reply = String::from_utf8_lossy(&lb.target.raw(chunked.as_bytes()).await).into_owned();
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert_eq!(
+        lb.target.post("/x", &"y".repeat(1000)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        stub.count(),
+        1,
+        "only the valid request arrived: {:?}",
+        stub.seen()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strategies_distribute_as_designed() {
+    let dir = TempDir::new("lb-dist");
+    let stubs = [Stub::start(&dir, "a"), Stub::start(&dir, "b")];
+    let sockets = [&stubs[0].socket, &stubs[1].socket];
+    for (strategy, mode) in [
+        ("round-robin", "http"),
+        ("round-robin", "tcp"),
+        ("least-connections", "http"),
+        ("least-connections", "tcp"),
+        ("random", "http"),
+        ("random", "tcp"),
+        ("power-of-two", "http"),
+        ("power-of-two", "tcp"),
+        ("client-hash", "http"),
+    ] {
+        let lb = Balancer::start(&sockets, &[("LB_STRATEGY", strategy), ("LB_MODE", mode)]);
+        let mut picks = Vec::new();
+        for i in 0..100 {
+            let reply = lb
+                .target
+                .get(&format!("/clientes/{}/extrato", i % 5 + 1))
+                .await;
+            picks.push((i % 5 + 1, upstream_of(&reply)));
+        }
+        let on_a = picks.iter().filter(|(_, u)| u == "a").count();
+        match strategy {
+            // Sequential requests leave nothing in flight, so the least-loaded ties rotate.
+            "round-robin" | "least-connections" => {
+                assert_eq!(on_a, 50, "{strategy}/{mode}");
+                assert!(
+                    picks.windows(2).all(|w| w[0].1 != w[1].1),
+                    "{strategy}/{mode} alternates"
+                );
+            }
+            "random" | "power-of-two" => {
+                assert!((25..=75).contains(&on_a), "{strategy}/{mode}: {on_a}")
+            }
+            _ => {
+                for client in 1..=5 {
+                    let mut used: Vec<&String> = picks
+                        .iter()
+                        .filter(|(c, _)| *c == client)
+                        .map(|(_, u)| u)
+                        .collect();
+                    used.dedup();
+                    assert_eq!(used.len(), 1, "client {client} always on one upstream");
+                }
+                assert!(
+                    (20..=80).contains(&on_a),
+                    "clients spread over both: {on_a}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_loaded_strategies_avoid_the_slow_upstream() {
+    let dir = TempDir::new("lb-busy");
+    let slow = Stub::start_slow(&dir, "slow", Duration::from_millis(250));
+    let fast = Stub::start(&dir, "fast");
+    for (strategy, mode) in [
+        ("round-robin", "http"),
+        ("least-connections", "http"),
+        ("least-connections", "tcp"),
+        ("power-of-two", "http"),
+        ("power-of-two", "tcp"),
+    ] {
+        let lb = Balancer::start(
+            &[&slow.socket, &fast.socket],
+            &[("LB_STRATEGY", strategy), ("LB_MODE", mode)],
+        );
+        // Ten clients in parallel, eight requests each: slow answers keep requests in flight.
+        let replies = futures_util::future::join_all((0..10).map(|_| {
+            let target = lb.target.clone();
+            async move {
+                let mut on_slow = 0;
+                for _ in 0..8 {
+                    on_slow += usize::from(upstream_of(&target.get("/x").await) == "slow");
+                }
+                on_slow
+            }
+        }))
+        .await;
+        let on_slow: usize = replies.iter().sum();
+        if strategy == "round-robin" {
+            assert!(
+                (30..=50).contains(&on_slow),
+                "round robin ignores load: {on_slow} of 80"
+            );
+        } else {
+            assert!(
+                on_slow <= 24,
+                "{strategy}/{mode}: {on_slow} of 80 went to the slow upstream"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_when_an_upstream_dies_mid_run() {
+    for mode in MODES {
+        for crash in [false, true] {
+            let dir = TempDir::new("lb-fail");
+            let (a, b) = (Stub::start(&dir, "a"), Stub::start(&dir, "b"));
+            let lb = Balancer::start(&[&a.socket, &b.socket], &[("LB_MODE", mode)]);
+            for _ in 0..10 {
+                assert_eq!(lb.target.get("/warm").await.status, StatusCode::OK);
+            }
+            if crash {
+                a.kill(); // pooled connections close, socket gone
+            } else {
+                std::fs::remove_file(&a.socket).unwrap(); // socket removed, process still up
+            }
+            for i in 0..40 {
+                let reply = lb
+                    .target
+                    .post("/clientes/1/transacoes", &format!("after {i}"))
+                    .await;
+                assert_eq!(
+                    reply.status,
+                    StatusCode::OK,
+                    "{mode} crash={crash} request {i}"
+                );
+                if crash {
+                    assert_eq!(upstream_of(&reply), "b");
+                }
+            }
+            // A removed socket leaves the running process reachable over pooled connections,
+            // so either may have served; what matters is exactly one delivery of each POST.
+            for i in 0..40 {
+                let body = format!("POST /clientes/1/transacoes after {i}");
+                let copies = a
+                    .seen()
+                    .iter()
+                    .chain(b.seen().iter())
+                    .filter(|s| **s == body)
+                    .count();
+                assert_eq!(copies, 1, "{mode} crash={crash}: {body}");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_is_never_delivered_twice_but_a_get_is_retried() {
+    let dir = TempDir::new("lb-once");
+    let (a, b) = (Stub::start(&dir, "a"), Stub::start(&dir, "b"));
+    let lb = Balancer::start(&[&a.socket, &b.socket], &[]);
+    // Round robin sends the first request to a, which breaks the exchange after the request
+    // was delivered: the POST may have been applied, so it is not replayed.
+    let reply = lb.target.post("/hangup-on/a", "pay 10").await;
+    assert_eq!(reply.status, StatusCode::BAD_GATEWAY, "{}", reply.text());
+    assert_eq!((a.count(), b.count()), (1, 0), "delivered once");
+
+    // The next request starts at b; a GET that breaks there is replayed once on a.
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a's failure backoff ends
+    let reply = lb.target.get("/hangup-on/b").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(upstream_of(&reply), "a");
+    assert_eq!((a.count(), b.count()), (2, 1));
+
+    // When every upstream breaks it, the answer is 502, not "unavailable".
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        lb.target.get("/hangup").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_upstream_up_gives_503_at_once() {
+    let dir = TempDir::new("lb-none");
+    let missing = [dir.join("x.sock"), dir.join("y.sock")];
+    for mode in MODES {
+        let lb = Balancer::start(&[&missing[0], &missing[1]], &[("LB_MODE", mode)]);
+        for _ in 0..5 {
+            let started = Instant::now();
+            let reply = lb.target.get("/clientes/1/extrato").await;
+            assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{mode}");
+            assert!(
+                started.elapsed() < Duration::from_millis(500),
+                "{mode}: {:?}",
+                started.elapsed()
+            );
+        }
+        // Upstreams that appear later are used (the balancer may start before the APIs).
+        let late = Stub::start(&dir, "x");
+        tokio::time::sleep(Duration::from_millis(1100)).await; // past the longest backoff
+        assert_eq!(lb.target.get("/ok").await.status, StatusCode::OK, "{mode}");
+        drop(late);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_gives_504() {
+    let dir = TempDir::new("lb-slow");
+    let stub = Stub::start(&dir, "a");
+    let lb = Balancer::start(&[&stub.socket], &[("LB_TIMEOUT_MS", "300")]);
+    let started = Instant::now();
+    assert_eq!(
+        lb.target.get("/slow/2000").await.status,
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert_eq!(
+        lb.target.get("/fine").await.status,
+        StatusCode::OK,
+        "still serving"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests() {
+    let dir = TempDir::new("lb-term");
+    let stub = Stub::start(&dir, "a");
+    for mode in MODES {
+        let lb = Balancer::start(&[&stub.socket], &[("LB_MODE", mode)]);
+        let target = lb.target.clone();
+        let in_flight = tokio::spawn(async move { target.get("/slow/700").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        lb.process.signal("TERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!lb.target.is_up(), "{mode}: stopped accepting");
+        assert_eq!(in_flight.await.unwrap().status, StatusCode::OK, "{mode}");
+        let (status, _) = lb.process.wait(Duration::from_secs(5));
+        assert!(status.success(), "{mode}: {status}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_stats_report_each_upstream() {
+    let dir = TempDir::new("lb-admin");
+    let stub = Stub::start(&dir, "a");
+    let missing = dir.join("missing.sock");
+    let admin = format!("127.0.0.1:{}", common::free_port());
+    let lb = Balancer::start(&[&stub.socket, &missing], &[("LB_ADMIN", &admin)]);
+    for _ in 0..4 {
+        assert_eq!(lb.target.get("/x").await.status, StatusCode::OK);
+    }
+    let stats = testkit::Target::Tcp(admin.parse().unwrap())
+        .get("/stats")
+        .await
+        .json();
+    assert_eq!(stats["strategy"], "round-robin");
+    let ups = stats["upstreams"].as_array().unwrap();
+    assert_eq!(
+        ups[0]["upstream"],
+        format!("unix:{}", stub.socket.display())
+    );
+    assert_eq!(ups[0]["requests"], 4);
+    assert_eq!(ups[0]["in_flight"], 0);
+    assert_eq!(ups[0]["up"], true);
+    assert_eq!(ups[1]["up"], false);
+    assert!(ups[1]["failures"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn bad_configuration_exits_with_one_line() {
+    for (env, expected) in [
+        (vec![], "LB_UPSTREAMS is not set"),
+        (
+            vec![("LB_UPSTREAMS", "/a"), ("LB_STRATEGY", "best")],
+            "round-robin, least-connections, random, power-of-two, client-hash",
+        ),
+        (
+            vec![
+                ("LB_UPSTREAMS", "/a"),
+                ("LB_MODE", "tcp"),
+                ("LB_STRATEGY", "client-hash"),
+            ],
+            "needs LB_MODE=http",
+        ),
+    ] {
+        let (status, stderr) =
+            Process::spawn(&binary("balancer"), &env).wait(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}

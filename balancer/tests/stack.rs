@@ -1,0 +1,36 @@
+//! The real stack: two `api` processes on a fresh PostgreSQL database behind the real
+//! balancer. The official validation phases (spec §2.4 A–F) pass with every strategy and mode.
+
+mod common;
+
+use common::Balancer;
+use testkit::{run_validations, TestApi};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_validations_pass_through_every_strategy_and_mode() {
+    let combinations = [
+        ("round-robin", "http"),
+        ("round-robin", "tcp"),
+        ("least-connections", "http"),
+        ("least-connections", "tcp"),
+        ("random", "http"),
+        ("random", "tcp"),
+        ("power-of-two", "http"),
+        ("power-of-two", "tcp"),
+        ("client-hash", "http"),
+    ];
+    for (strategy, mode) in combinations {
+        let api = TestApi::start(&[]).await;
+        let (_second, second) = api.start_sibling("api2.sock", &[]);
+        let (testkit::Target::Unix(first), testkit::Target::Unix(second)) = (&api.target, &second)
+        else {
+            unreachable!("TestApi listens on Unix sockets")
+        };
+        let lb = Balancer::start(
+            &[first, second],
+            &[("LB_STRATEGY", strategy), ("LB_MODE", mode)],
+        );
+        eprintln!("validations through {strategy}/{mode}");
+        run_validations(std::slice::from_ref(&lb.target)).await;
+    }
+}
