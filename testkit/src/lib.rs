@@ -11,6 +11,7 @@ mod process;
 mod stack;
 
 pub use client::{Reply, Target};
+pub use hyper::{Method, StatusCode};
 pub use official::run_validations;
 pub use postgres::{Cluster, TestDb};
 pub use process::{binary, spawn_api, Process};

@@ -29,7 +29,13 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(program: &Path, env: &[(&str, &str)]) -> Process {
+        Process::spawn_with_args(program, &[], env)
+    }
+
+    /// Starts `program` with `args` and only `env` (plus PATH) in its environment.
+    pub fn spawn_with_args(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Process {
         let mut command = Command::new(program);
+        command.args(args);
         command
             .env_clear()
             .stdin(Stdio::null())

@@ -1,0 +1,10 @@
+//! A faithful, cheap reproduction of the official Rinha de Backend 2024/Q1 Gatling
+//! simulation (`RinhaBackendCrebitosSimulation`), with the official scoring, a black-box
+//! balance audit, and text, JSON and HTML reports.
+
+pub mod checks;
+pub mod client;
+pub mod report;
+pub mod schedule;
+pub mod simulation;
+pub mod stats;

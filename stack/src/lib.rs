@@ -1,0 +1,5 @@
+//! Reading compose.yaml and applying its limits with cgroups: shared by the native runner
+//! (`src/main.rs`) and by the tests that check compose.yaml and the Dockerfiles statically.
+
+pub mod cgroup;
+pub mod compose;

@@ -1,0 +1,280 @@
+//! Static checks of what Docker would run, since no Docker engine runs here or in CI:
+//! compose.yaml (budget, wiring, pass-through), the Dockerfiles and .dockerignore.
+
+use std::path::Path;
+
+use stack::compose::{Compose, Service};
+use testkit::repo_root;
+
+fn compose() -> Compose {
+    Compose::load(&repo_root().join("compose.yaml")).expect("compose.yaml parses")
+}
+
+fn apis(compose: &Compose) -> Vec<&Service> {
+    compose
+        .services
+        .iter()
+        .filter(|s| s.dockerfile.as_deref() == Some("Dockerfile.api"))
+        .collect()
+}
+
+fn lb(compose: &Compose) -> &Service {
+    compose.service("lb").expect("a service named lb")
+}
+
+#[test]
+fn every_service_declares_limits_within_the_budget() {
+    let compose = compose();
+    let (mut cpus, mut memory) = (0.0, 0);
+    for service in &compose.services {
+        let c = service
+            .cpus()
+            .unwrap_or_else(|| panic!("{}: deploy.resources.limits.cpus", service.name));
+        let m = service.memory_mb().unwrap_or_else(|| {
+            panic!(
+                "{}: limits.memory written in MB, got {:?}",
+                service.name, service.memory
+            )
+        });
+        assert!(c > 0.0 && m > 0, "{}", service.name);
+        cpus += c;
+        memory += m;
+    }
+    assert!(cpus <= 1.5 + 1e-9, "CPU limits sum to {cpus}, over 1.5");
+    assert!(memory <= 550, "memory limits sum to {memory}MB, over 550MB");
+}
+
+#[test]
+fn the_required_services_exist() {
+    let compose = compose();
+    assert_eq!(apis(&compose).len(), 2, "two API instances");
+    let db = compose.service("db").expect("a db service");
+    assert!(
+        db.image
+            .as_deref()
+            .is_some_and(|i| i.starts_with("postgres:")),
+        "official postgres image"
+    );
+    assert_eq!(lb(&compose).dockerfile.as_deref(), Some("Dockerfile.lb"));
+}
+
+#[test]
+fn the_balancer_publishes_9999_and_passes_strategy_and_mode_through() {
+    let compose = compose();
+    let lb = lb(&compose);
+    assert!(lb.ports.iter().any(|p| p == "9999:9999"), "{:?}", lb.ports);
+    assert_eq!(lb.env("LB_LISTEN"), Some("0.0.0.0:9999"));
+    assert_eq!(lb.env("LB_STRATEGY"), Some("${LB_STRATEGY:-round-robin}"));
+    assert_eq!(lb.env("LB_MODE"), Some("${LB_MODE:-http}"));
+    for service in &compose.services {
+        assert!(
+            !service.ports.iter().any(|p| p.contains("5432")),
+            "{}: the database is not exposed",
+            service.name
+        );
+    }
+}
+
+/// The directory a path lives in, and the named volume mounted there for `service`.
+fn volume_at<'a>(service: &'a Service, path: &str) -> &'a str {
+    let dir = Path::new(path).parent().unwrap().to_str().unwrap();
+    service
+        .volumes
+        .iter()
+        .find(|m| m.target == dir)
+        .map(|m| m.source.as_str())
+        .unwrap_or_else(|| panic!("{}: no volume mounted at {dir} for {path}", service.name))
+}
+
+#[test]
+fn sockets_are_shared_between_the_apis_and_the_balancer() {
+    let compose = compose();
+    let lb = lb(&compose);
+    let upstreams: Vec<&str> = lb
+        .env("LB_UPSTREAMS")
+        .expect("LB_UPSTREAMS")
+        .split(',')
+        .collect();
+    let mut sockets = Vec::new();
+    for api in apis(&compose) {
+        let socket = api
+            .env("API_SOCKET")
+            .unwrap_or_else(|| panic!("{}: API_SOCKET", api.name));
+        assert_eq!(
+            volume_at(api, socket),
+            volume_at(lb, socket),
+            "{}: same volume as lb",
+            api.name
+        );
+        assert!(
+            compose.volumes.iter().any(|v| v == volume_at(api, socket)),
+            "declared at top level"
+        );
+        sockets.push(socket);
+    }
+    assert_eq!(
+        upstreams, sockets,
+        "the balancer forwards to exactly the APIs' sockets"
+    );
+    assert_ne!(sockets[0], sockets[1]);
+}
+
+#[test]
+fn the_apis_reach_the_database_socket_and_wait_for_it() {
+    let compose = compose();
+    let db = compose.service("db").unwrap();
+    let health = db.healthcheck.as_ref().expect("db healthcheck");
+    assert!(health.iter().any(|t| t == "pg_isready"), "{health:?}");
+    for api in apis(&compose) {
+        let url = api.env("DATABASE_URL").expect("DATABASE_URL");
+        let socket_dir = url
+            .split("host=")
+            .nth(1)
+            .expect("a Unix socket directory in DATABASE_URL");
+        let probe = format!("{socket_dir}/.s.PGSQL.5432");
+        assert_eq!(
+            volume_at(api, &probe),
+            volume_at(db, &probe),
+            "{}: shares the db socket volume",
+            api.name
+        );
+        assert!(
+            url.contains(&format!("/{}", db.env("POSTGRES_DB").unwrap())),
+            "{url}"
+        );
+        let dependency = api
+            .depends_on
+            .iter()
+            .find(|(name, _)| name == "db")
+            .expect("depends on db");
+        assert_eq!(dependency.1.as_deref(), Some("service_healthy"));
+    }
+}
+
+#[test]
+fn mounted_files_exist_and_the_config_file_is_used() {
+    let compose = compose();
+    for service in &compose.services {
+        for mount in &service.volumes {
+            if mount.source.starts_with('.') || mount.source.starts_with('/') {
+                assert!(
+                    repo_root().join(&mount.source).is_file(),
+                    "{}: {} does not exist",
+                    service.name,
+                    mount.source
+                );
+            } else {
+                assert!(
+                    compose.volumes.contains(&mount.source),
+                    "{}: volume {} not declared",
+                    service.name,
+                    mount.source
+                );
+            }
+        }
+    }
+    let db = compose.service("db").unwrap();
+    let config = db
+        .command
+        .as_deref()
+        .and_then(|c| c.split("config_file=").nth(1))
+        .expect("postgres -c config_file=...");
+    let mount = db
+        .volumes
+        .iter()
+        .find(|m| m.target == config)
+        .expect("the config file is mounted");
+    assert_eq!(mount.source, "./db/postgresql.conf");
+    assert!(db.volumes.iter().any(
+        |m| m.source == "./db/init.sql" && m.target.starts_with("/docker-entrypoint-initdb.d/")
+    ));
+}
+
+fn workspace_members() -> Vec<String> {
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let list = manifest
+        .split("members = [")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap();
+    list.split(',')
+        .map(|m| m.trim().trim_matches('"').to_owned())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+#[test]
+fn dockerfiles_build_the_right_binaries_from_files_that_exist() {
+    let compose = compose();
+    let members = workspace_members();
+    for service in compose.services.iter().filter(|s| s.dockerfile.is_some()) {
+        let name = service.dockerfile.as_deref().unwrap();
+        assert_eq!(
+            service.build_context.as_deref(),
+            Some("."),
+            "{name}: built from the repo root"
+        );
+        let text = std::fs::read_to_string(repo_root().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut copied = Vec::new();
+        for line in text.lines().map(str::trim) {
+            if let Some(image) = line.strip_prefix("FROM ") {
+                let image = image
+                    .split_whitespace()
+                    .find(|w| !w.starts_with("--"))
+                    .unwrap();
+                assert!(
+                    !image.contains('/'),
+                    "{name}: {image} is not an official image"
+                );
+            }
+            if let Some(args) = line.strip_prefix("COPY ") {
+                if args.starts_with("--from") {
+                    continue;
+                }
+                let words: Vec<&str> = args.split_whitespace().collect();
+                for source in &words[..words.len() - 1] {
+                    assert!(
+                        repo_root().join(source).exists(),
+                        "{name}: COPY {source} does not exist"
+                    );
+                    copied.push(source.to_string());
+                }
+            }
+        }
+        // The dependency layer needs every member's manifest, or the build breaks.
+        for member in &members {
+            assert!(
+                copied.contains(&format!("{member}/Cargo.toml")),
+                "{name}: COPY {member}/Cargo.toml"
+            );
+        }
+        let binary = match name {
+            "Dockerfile.api" => "api",
+            "Dockerfile.lb" => "balancer",
+            other => panic!("unexpected {other}"),
+        };
+        assert!(
+            text.contains(&format!("-p {binary}")),
+            "{name} builds {binary}"
+        );
+        assert!(
+            text.contains(&format!("ENTRYPOINT [\"/usr/local/bin/{binary}\"]")),
+            "{name} runs {binary}"
+        );
+        assert!(text.contains("\nUSER "), "{name}: not root");
+        assert!(
+            text.contains("linux/amd64"),
+            "{name}: the test server is x86-64"
+        );
+    }
+    let ignore = std::fs::read_to_string(repo_root().join(".dockerignore")).expect(".dockerignore");
+    for entry in ["target/", ".git/"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == entry),
+            ".dockerignore lacks {entry}"
+        );
+    }
+}
