@@ -5,9 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Balancer, Stub, MODES};
+use common::{Stub, MODES};
 use hyper::{Method, StatusCode};
-use testkit::{binary, Process, TempDir};
+use testkit::{binary, free_port, Balancer, Process, TempDir};
 
 fn upstream_of(reply: &testkit::Reply) -> String {
     reply.headers["x-upstream"].to_str().unwrap().to_owned()
@@ -352,7 +352,7 @@ async fn admin_stats_report_each_upstream() {
     let dir = TempDir::new("lb-admin");
     let stub = Stub::start(&dir, "a");
     let missing = dir.join("missing.sock");
-    let admin = format!("127.0.0.1:{}", common::free_port());
+    let admin = format!("127.0.0.1:{}", free_port());
     let lb = Balancer::start(&[&stub.socket, &missing], &[("LB_ADMIN", &admin)]);
     for _ in 0..4 {
         assert_eq!(lb.target.get("/x").await.status, StatusCode::OK);

@@ -1,10 +1,7 @@
 //! The real stack: two `api` processes on a fresh PostgreSQL database behind the real
 //! balancer. The official validation phases (spec §2.4 A–F) pass with every strategy and mode.
 
-mod common;
-
-use common::Balancer;
-use testkit::{run_validations, TestApi};
+use testkit::{run_validations, Balancer, TestApi};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_validations_pass_through_every_strategy_and_mode() {

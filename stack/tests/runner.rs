@@ -5,15 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use testkit::StatusCode;
-use testkit::{binary, Process, Target};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use testkit::{binary, free_port, Process, Target};
 
 /// Runs `stack` with `args`, exercises it, stops it; returns its pid.
 async fn run_and_stop(args: &[&str]) -> u32 {

@@ -15,7 +15,7 @@ pub use hyper::{Method, StatusCode};
 pub use official::run_validations;
 pub use postgres::{Cluster, TestDb};
 pub use process::{binary, spawn_api, Process};
-pub use stack::TestApi;
+pub use stack::{free_port, Balancer, TestApi};
 
 use std::path::PathBuf;
 

@@ -1,6 +1,10 @@
 //! The real API against a fresh database: what most integration tests start from.
 
-use crate::{spawn_api, Process, Target, TempDir, TestDb};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{binary, spawn_api, Process, Target, TempDir, TestDb};
 
 pub struct TestApi {
     pub db: TestDb,
@@ -29,5 +33,42 @@ impl TestApi {
         let socket = self.dir.join(name);
         let process = spawn_api(self.db.url(), &socket, extra_env);
         (process, Target::Unix(socket))
+    }
+}
+
+/// A free TCP port on loopback (free when asked; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The balancer binary on a free loopback port in front of `upstreams`.
+pub struct Balancer {
+    pub process: Process,
+    pub target: Target,
+    pub addr: SocketAddr,
+}
+
+impl Balancer {
+    pub fn start(upstreams: &[&PathBuf], env: &[(&str, &str)]) -> Balancer {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let list: Vec<String> = upstreams.iter().map(|p| p.display().to_string()).collect();
+        let (listen, list) = (addr.to_string(), list.join(","));
+        let mut all = vec![
+            ("LB_LISTEN", listen.as_str()),
+            ("LB_UPSTREAMS", list.as_str()),
+        ];
+        all.extend_from_slice(env);
+        let mut process = Process::spawn(&binary("balancer"), &all);
+        let target = Target::Tcp(addr);
+        process.wait_until(Duration::from_secs(10), || target.is_up());
+        Balancer {
+            process,
+            target,
+            addr,
+        }
     }
 }

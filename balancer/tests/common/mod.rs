@@ -4,7 +4,6 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use testkit::{binary, Process, Target, TempDir};
+use testkit::TempDir;
 use tokio::task::JoinHandle;
 
 /// An upstream that answers with what it received, and records every request it saw.
@@ -138,42 +137,6 @@ async fn answer(
         .headers_mut()
         .insert("keep-alive", "timeout=99".parse().unwrap());
     Ok(response)
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The balancer binary on a free loopback port in front of `upstreams`.
-pub struct Balancer {
-    pub process: Process,
-    pub target: Target,
-    pub addr: SocketAddr,
-}
-
-impl Balancer {
-    pub fn start(upstreams: &[&PathBuf], env: &[(&str, &str)]) -> Balancer {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let list: Vec<String> = upstreams.iter().map(|p| p.display().to_string()).collect();
-        let (listen, list) = (addr.to_string(), list.join(","));
-        let mut all = vec![
-            ("LB_LISTEN", listen.as_str()),
-            ("LB_UPSTREAMS", list.as_str()),
-        ];
-        all.extend_from_slice(env);
-        let mut process = Process::spawn(&binary("balancer"), &all);
-        let target = Target::Tcp(addr);
-        process.wait_until(Duration::from_secs(10), || target.is_up());
-        Balancer {
-            process,
-            target,
-            addr,
-        }
-    }
 }
 
 pub const MODES: [&str; 2] = ["http", "tcp"];
