@@ -12,8 +12,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use std::net::TcpListener;
+use std::os::unix::net::UnixListener;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, UnixListener};
+
+use netio::{QuietListener, QuietStream};
 
 use crate::config::{Config, Listen};
 use crate::db::Database;
@@ -25,6 +28,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub async fn run(config: Config) -> Result<(), String> {
     let db = Database::connect(&config).await?;
     let listener = Listener::bind(&config.listen)?;
+    // Database and drain timeouts are longer than this tick, so they never unpark (netio).
+    netio::spawn_timer_anchor(Duration::from_millis(500));
     eprintln!(
         "api: listening on {} (pool {}, workers {}, tx {:?})",
         listener.describe(),
@@ -40,7 +45,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             accepted = listener.accept() => match accepted {
                 Ok(Stream::Unix(stream)) => serve(stream, &db, &graceful),
                 Ok(Stream::Tcp(stream)) => {
-                    let _ = stream.set_nodelay(true);
+                    let _ = stream.get_ref().set_nodelay(true);
                     serve(stream, &db, &graceful)
                 }
                 Err(e) => {
@@ -94,29 +99,34 @@ async fn shutdown_signal() {
     }
 }
 
+// Quiet sockets: a connection's task wakes only when there is a request to read (netio).
 enum Listener {
-    Unix(UnixListener, SocketFile),
-    Tcp(TcpListener),
+    Unix(QuietListener<UnixListener>, SocketFile),
+    Tcp(QuietListener<TcpListener>),
 }
 
 enum Stream {
-    Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
+    Unix(QuietStream<std::os::unix::net::UnixStream>),
+    Tcp(QuietStream<std::net::TcpStream>),
 }
 
 impl Listener {
     fn bind(listen: &Listen) -> Result<Listener, String> {
         match listen {
-            Listen::Tcp(addr) => std::net::TcpListener::bind(addr)
+            Listen::Tcp(addr) => TcpListener::bind(addr)
                 .and_then(|l| {
                     l.set_nonblocking(true)?;
-                    TcpListener::from_std(l)
+                    QuietListener::new(l)
                 })
                 .map(Listener::Tcp)
                 .map_err(|e| format!("cannot listen on {addr}: {e}")),
             Listen::Unix(path) => {
                 let file = SocketFile::claim(path)?;
                 let listener = UnixListener::bind(path)
+                    .and_then(|l| {
+                        l.set_nonblocking(true)?;
+                        QuietListener::new(l)
+                    })
                     .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
                 // The balancer runs as another user in another container.
                 set_mode(path, 0o666)?;
@@ -127,15 +137,18 @@ impl Listener {
 
     async fn accept(&self) -> std::io::Result<Stream> {
         match self {
-            Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
-            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Stream::Tcp(s)),
+            Listener::Unix(l, _) => Ok(Stream::Unix(QuietStream::new(l.accept().await?)?)),
+            Listener::Tcp(l) => Ok(Stream::Tcp(QuietStream::new(l.accept().await?)?)),
         }
     }
 
     fn describe(&self) -> String {
         match self {
             Listener::Unix(_, file) => format!("unix:{}", file.0.display()),
-            Listener::Tcp(l) => l.local_addr().map_or("tcp".into(), |a| a.to_string()),
+            Listener::Tcp(l) => l
+                .get_ref()
+                .local_addr()
+                .map_or("tcp".into(), |a| a.to_string()),
         }
     }
 }

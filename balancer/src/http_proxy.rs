@@ -15,6 +15,8 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENG
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+use netio::QuietStream;
+
 use crate::state::State;
 use crate::upstream::{Sender, Stream, Upstream};
 
@@ -180,11 +182,20 @@ async fn connect(upstream: &Upstream, state: &State) -> Result<Sender, ()> {
         .await
         .map_err(|_| ())?;
     let builder = hyper::client::conn::http1::Builder::new();
+    // Pooled connections only ever need to wake for responses: see netio.
     let sender = match stream {
-        Stream::Unix(s) => spawn_connection(builder.handshake(TokioIo::new(s)).await),
-        Stream::Tcp(s) => spawn_connection(builder.handshake(TokioIo::new(s)).await),
+        Stream::Unix(s) => {
+            spawn_connection(builder.handshake(TokioIo::new(quiet(s.into_std())?)).await)
+        }
+        Stream::Tcp(s) => {
+            spawn_connection(builder.handshake(TokioIo::new(quiet(s.into_std())?)).await)
+        }
     };
     sender.ok_or(())
+}
+
+fn quiet<S: std::os::fd::AsRawFd>(stream: std::io::Result<S>) -> Result<QuietStream<S>, ()> {
+    stream.and_then(QuietStream::new).map_err(|_| ())
 }
 
 fn spawn_connection<IO>(

@@ -11,7 +11,8 @@ use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use netio::{QuietListener, QuietStream};
+use tokio::net::TcpListener;
 
 use crate::config::Mode;
 use crate::state::State;
@@ -20,8 +21,12 @@ use crate::{http_proxy, tcp_proxy};
 pub async fn run(state: State) -> Result<(), String> {
     let state = Arc::new(state);
     let listener = bind(state.config.listen)?;
+    netio::defer_accept(&listener, 1).map_err(|e| format!("TCP_DEFER_ACCEPT: {e}"))?;
+    let listener = QuietListener::new(listener).map_err(|e| e.to_string())?;
+    // Request timeouts (LB_TIMEOUT_MS) are longer than this tick, so they never unpark.
+    netio::spawn_timer_anchor(Duration::from_millis(500));
     if let Some(addr) = state.config.admin {
-        let admin = bind(addr)?;
+        let admin = TcpListener::from_std(bind(addr)?).map_err(|e| e.to_string())?;
         tokio::spawn(serve_admin(admin, state.clone()));
     }
     let upstreams: Vec<String> = state.upstreams.iter().map(|u| u.addr.to_string()).collect();
@@ -39,20 +44,21 @@ pub async fn run(state: State) -> Result<(), String> {
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    match state.config.mode {
-                        Mode::Http => serve_http(stream, &state, &graceful),
-                        Mode::Tcp => {
+            // Accepted sockets inherit TCP_NODELAY from the listener.
+            accepted = listener.accept::<std::net::TcpStream>() => match accepted {
+                Ok(stream) => match state.config.mode {
+                    Mode::Http => serve_http(stream, &state, &graceful),
+                    Mode::Tcp => match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => {
                             let (state, task) = (state.clone(), tcp_tasks.clone());
                             tokio::spawn(async move {
                                 tcp_proxy::handle(stream, state).await;
                                 drop(task);
                             });
                         }
-                    }
-                }
+                        Err(e) => eprintln!("balancer: cannot register a connection: {e}"),
+                    },
+                },
                 Err(e) => {
                     // Out of file descriptors, typically: back off instead of spinning.
                     eprintln!("balancer: accept failed: {e}");
@@ -81,7 +87,11 @@ pub async fn run(state: State) -> Result<(), String> {
     Ok(())
 }
 
-fn serve_http(stream: TcpStream, state: &Arc<State>, graceful: &GracefulShutdown) {
+fn serve_http(stream: std::net::TcpStream, state: &Arc<State>, graceful: &GracefulShutdown) {
+    let stream = match QuietStream::new(stream) {
+        Ok(stream) => stream,
+        Err(e) => return eprintln!("balancer: cannot register a connection: {e}"),
+    };
     let state = state.clone();
     let service = service_fn(move |request| {
         let state = state.clone();
@@ -113,8 +123,9 @@ async fn serve_admin(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-/// A listener with a deep accept queue: the official test opens a new connection per request.
-fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, String> {
+/// A non-blocking listener with a deep accept queue (the official test opens a new
+/// connection per request) and TCP_NODELAY, which accepted sockets inherit.
+fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, String> {
     use socket2::{Domain, Socket, Type};
     let fail = |e: std::io::Error| format!("cannot listen on {addr}: {e}");
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(fail)?;
@@ -123,7 +134,7 @@ fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, String> {
     socket.bind(&addr.into()).map_err(fail)?;
     socket.listen(4096).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
-    TcpListener::from_std(socket.into()).map_err(fail)
+    Ok(socket.into())
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,62 @@
+# Shared helpers of the benchmark scripts (sourced, not run).
+# The stack runs natively under the compose.yaml limits (cgroups v1 or v2, via target/release/stack);
+# the load generator runs outside them.
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+build_release() {
+    cargo build --release --quiet -p api -p balancer -p stack -p loadtest
+}
+
+# start_stack [stack args...]: starts the stack in the background and waits until it is ready.
+# The environment passes through (DB_POOL_SIZE, DB_TX_SHAPE, LB_STRATEGY, LB_MODE, ...).
+start_stack() {
+    stack_log=$(mktemp /tmp/rinha-bench-stack.XXXXXX)
+    target/release/stack --limits "$@" >"$stack_log" 2>&1 &
+    stack_pid=$!
+    for _ in $(seq 1 300); do
+        grep -q "stack: ready" "$stack_log" && return 0
+        kill -0 "$stack_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$stack_log" >&2
+    echo "bench: the stack did not start" >&2
+    return 1
+}
+
+stop_stack() {
+    kill -TERM "$stack_pid" 2>/dev/null
+    wait "$stack_pid" 2>/dev/null
+    rm -f "$stack_log"
+}
+
+# cg_file SERVICE FILE: a cgroup file of the running stack's service (v1 layout, or v2).
+cg_file() {
+    local name="rinha-$stack_pid-$1" f
+    for f in "/sys/fs/cgroup/$name/$2" "/sys/fs/cgroup/cpuacct/$name/$2" "/sys/fs/cgroup/memory/$name/$2"; do
+        [[ -f $f ]] && { echo "$f"; return; }
+    done
+}
+
+# cpu_ns SERVICE: CPU time used so far by the service, in nanoseconds.
+cpu_ns() {
+    local f
+    f=$(cg_file "$1" cpuacct.usage)
+    if [[ -n $f ]]; then cat "$f"; return; fi
+    f=$(cg_file "$1" cpu.stat)
+    awk '/^usage_usec/ {print $2 * 1000}' "$f"
+}
+
+# peak_mb SERVICE: the most memory the service has used, in MB.
+peak_mb() {
+    local f
+    f=$(cg_file "$1" memory.max_usage_in_bytes)
+    [[ -n $f ]] || f=$(cg_file "$1" memory.peak)
+    awk '{printf "%.1f", $1 / 1e6}' "$f"
+}
+
+# median of the numbers on standard input
+median() {
+    sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
+}

@@ -1,0 +1,40 @@
+"""Medians of the benchmark results of one run (by date stamp), as Markdown tables."""
+import json
+import statistics
+import sys
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 3) if values else None
+
+
+def balancers(rows):
+    contenders = ["ours-http", "ours-tcp", "nginx", "haproxy-http", "haproxy-tcp"]
+    def pick(contender, pattern, key):
+        return median([r.get(key) for r in rows if r["contender"] == contender and r["pattern"] == pattern])
+    print("| contender | CPU µs/req saturated | CPU µs/req paced 490/s | CPU µs/req keep-alive | req/s saturated | p50 / p99 ms at 340/s | p50 / p99 ms at 3400/s | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in contenders:
+        print(f"| {c} | {pick(c, 'saturated', 'cpu_us_per_request')} | {pick(c, 'paced-490', 'cpu_us_per_request')} "
+              f"| {pick(c, 'keepalive', 'cpu_us_per_request')} | {pick(c, 'saturated', 'rps')} "
+              f"| {pick(c, 'fixed-340', 'p50_ms')} / {pick(c, 'fixed-340', 'p99_ms')} "
+              f"| {pick(c, 'fixed-3400', 'p50_ms')} / {pick(c, 'fixed-3400', 'p99_ms')} | {pick(c, 'peak-rss', 'peak_rss_mb')} |")
+    direct = {p: (pick("direct", p, "p50_ms"), pick("direct", p, "p99_ms")) for p in ("fixed-340", "fixed-3400")}
+    print(f"\nDirect to the upstream, no proxy: p50 / p99 {direct['fixed-340'][0]} / {direct['fixed-340'][1]} ms at 340/s, "
+          f"{direct['fixed-3400'][0]} / {direct['fixed-3400'][1]} ms at 3400/s.")
+    errors = sum(r.get("errors", 0) for r in rows)
+    print(f"Errors across all runs: {errors}.")
+    ours = pick("ours-http", "paced-490", "cpu_us_per_request")
+    for other in ("nginx", "haproxy-http", "haproxy-tcp"):
+        o = pick(other, "paced-490", "cpu_us_per_request")
+        s1, s2 = pick("ours-http", "saturated", "cpu_us_per_request"), pick(other, "saturated", "cpu_us_per_request")
+        if ours and o and s1 and s2:
+            print(f"ours-http / {other}: {ours / o:.2f} paced, {s1 / s2:.2f} saturated (CPU per request; below 1 is cheaper)")
+
+
+if __name__ == "__main__":
+    kind, path, stamp = sys.argv[1:4]
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    rows = [r for r in rows if r.get("date") == stamp]
+    {"balancers": balancers}[kind](rows)

@@ -1,0 +1,116 @@
+//! `pace`: plain GET load for benchmarking a proxy, each request on a new connection like the
+//! official test: open model at a fixed rate (`--rate R`), or closed loop as fast as
+//! `--concurrency C` clients can go. Prints one JSON line.
+//!
+//!   pace --target http://127.0.0.1:9999 --path /clientes/1/extrato --rate 490 --seconds 10
+//!   pace --target http://127.0.0.1:9999 --concurrency 16 --seconds 10
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use loadtest::client::Client;
+use loadtest::stats::percentile;
+
+struct Args {
+    target: String,
+    path: String,
+    rate: Option<f64>,
+    concurrency: usize,
+    seconds: f64,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut args = Args {
+        target: "http://127.0.0.1:9999".into(),
+        path: "/clientes/1/extrato".into(),
+        rate: None,
+        concurrency: 16,
+        seconds: 10.0,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = || {
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|v| *v > 0.0)
+                .ok_or_else(|| format!("{flag} {value}: a positive number"))
+        };
+        match flag.as_str() {
+            "--target" => args.target = value.clone(),
+            "--path" => args.path = value.clone(),
+            "--rate" => args.rate = Some(number()?),
+            "--concurrency" => args.concurrency = number()? as usize,
+            "--seconds" => args.seconds = number()?,
+            other => {
+                return Err(format!(
+                    "unknown option {other}; see the doc comment of loadtest/src/bin/pace.rs"
+                ))
+            }
+        }
+    }
+    Ok(args)
+}
+
+fn main() {
+    let args = match parse() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("pace: {message}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = Client::new(&args.target).unwrap_or_else(|e| panic!("{e}"));
+        let results: Arc<Mutex<Vec<(f64, bool)>>> = Arc::default();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs_f64(args.seconds);
+        let one = |client: Client, path: String, results: Arc<Mutex<Vec<(f64, bool)>>>| async move {
+            let sent = Instant::now();
+            let answer = client.get(&path).await;
+            let ok = answer.status.is_some_and(|s| (200..300).contains(&s));
+            results.lock().unwrap().push((sent.elapsed().as_secs_f64() * 1000.0, ok));
+        };
+        let mut tasks = Vec::new();
+        match args.rate {
+            Some(rate) => {
+                let total = (rate * args.seconds) as u64;
+                for i in 0..total {
+                    tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate)).into()).await;
+                    tasks.push(tokio::spawn(one(client.clone(), args.path.clone(), results.clone())));
+                }
+            }
+            None => {
+                for _ in 0..args.concurrency {
+                    let (client, path, results) = (client.clone(), args.path.clone(), results.clone());
+                    tasks.push(tokio::spawn(async move {
+                        while Instant::now() < deadline {
+                            one(client.clone(), path.clone(), results.clone()).await;
+                        }
+                    }));
+                }
+            }
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let results = results.lock().unwrap();
+        let mut latencies: Vec<f64> = results.iter().map(|r| r.0).collect();
+        latencies.sort_by(f64::total_cmp);
+        let errors = results.iter().filter(|r| !r.1).count();
+        println!(
+            "{{\"requests\": {}, \"errors\": {errors}, \"rps\": {:.1}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"max_ms\": {:.3}}}",
+            results.len(),
+            results.len() as f64 / elapsed,
+            percentile(&latencies, 50.0),
+            percentile(&latencies, 99.0),
+            latencies.last().copied().unwrap_or(0.0)
+        );
+    });
+}
