@@ -6,6 +6,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
 build_release() {
+    [[ -n ${SKIP_BUILD:-} ]] && return 0
     cargo build --release --quiet -p api -p balancer -p stack -p loadtest
 }
 

@@ -38,6 +38,7 @@ pub struct Config {
     /// request gets 503 instead of hanging.
     pub db_timeout: Duration,
     pub tx_shape: TxShape,
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -102,6 +103,7 @@ impl Config {
             db_wait: Duration::from_secs(number(&get, "DB_WAIT_SECS", 30, 0..=3600)?),
             db_timeout: Duration::from_millis(number(&get, "DB_TIMEOUT_MS", 2000, 1..=600_000)?),
             tx_shape,
+            max_connections: number(&get, "API_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
         })
     }
 }

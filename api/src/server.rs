@@ -16,7 +16,7 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use netio::{QuietListener, QuietStream};
+use netio::{ConnectionLimit, ConnectionPermit, QuietListener, QuietStream};
 
 use crate::config::{Config, Listen};
 use crate::db::Database;
@@ -39,14 +39,18 @@ pub async fn run(config: Config) -> Result<(), String> {
     );
 
     let graceful = GracefulShutdown::new();
+    let limit = ConnectionLimit::new(config.max_connections);
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(Stream::Unix(stream)) => serve(stream, &db, &graceful),
+            (accepted, permit) = async {
+                let permit = limit.acquire().await;
+                (listener.accept().await, permit)
+            } => match accepted {
+                Ok(Stream::Unix(stream)) => serve(stream, &db, &graceful, permit),
                 Ok(Stream::Tcp(stream)) => {
                     let _ = stream.get_ref().set_nodelay(true);
-                    serve(stream, &db, &graceful)
+                    serve(stream, &db, &graceful, permit)
                 }
                 Err(e) => {
                     // Typically out of file descriptors: back off instead of spinning.
@@ -73,7 +77,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-fn serve<IO>(io: IO, db: &Database, graceful: &GracefulShutdown)
+fn serve<IO>(io: IO, db: &Database, graceful: &GracefulShutdown, permit: ConnectionPermit)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -87,6 +91,7 @@ where
     tokio::spawn(async move {
         // A client that goes away mid-request is its own business; nothing to report.
         let _ = connection.await;
+        drop(permit);
     });
 }
 

@@ -54,6 +54,7 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     pub workers: usize,
     pub drain: Duration,
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -126,6 +127,7 @@ impl Config {
             admin,
             workers: number(&get, "LB_WORKERS", 1, 1..=1024)?,
             drain: Duration::from_secs(number(&get, "LB_DRAIN_SECS", 10, 0..=3600)?),
+            max_connections: number(&get, "LB_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
         })
     }
 }

@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use netio::{QuietListener, QuietStream};
+use netio::{ConnectionLimit, ConnectionPermit, QuietListener, QuietStream};
 use tokio::net::TcpListener;
 
 use crate::config::Mode;
@@ -41,19 +41,23 @@ pub async fn run(state: State) -> Result<(), String> {
     let graceful = GracefulShutdown::new();
     // tcp mode: every connection task holds a clone; the count says how many are left.
     let tcp_tasks = Arc::new(());
+    let limit = ConnectionLimit::new(state.config.max_connections);
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
             // Accepted sockets inherit TCP_NODELAY from the listener.
-            accepted = listener.accept::<std::net::TcpStream>() => match accepted {
+            (accepted, permit) = async {
+                let permit = limit.acquire().await;
+                (listener.accept::<std::net::TcpStream>().await, permit)
+            } => match accepted {
                 Ok(stream) => match state.config.mode {
-                    Mode::Http => serve_http(stream, &state, &graceful),
+                    Mode::Http => serve_http(stream, &state, &graceful, permit),
                     Mode::Tcp => match tokio::net::TcpStream::from_std(stream) {
                         Ok(stream) => {
                             let (state, task) = (state.clone(), tcp_tasks.clone());
                             tokio::spawn(async move {
                                 tcp_proxy::handle(stream, state).await;
-                                drop(task);
+                                drop((task, permit));
                             });
                         }
                         Err(e) => eprintln!("balancer: cannot register a connection: {e}"),
@@ -87,7 +91,12 @@ pub async fn run(state: State) -> Result<(), String> {
     Ok(())
 }
 
-fn serve_http(stream: std::net::TcpStream, state: &Arc<State>, graceful: &GracefulShutdown) {
+fn serve_http(
+    stream: std::net::TcpStream,
+    state: &Arc<State>,
+    graceful: &GracefulShutdown,
+    permit: ConnectionPermit,
+) {
     let stream = match QuietStream::new(stream) {
         Ok(stream) => stream,
         Err(e) => return eprintln!("balancer: cannot register a connection: {e}"),
@@ -101,6 +110,7 @@ fn serve_http(stream: std::net::TcpStream, state: &Arc<State>, graceful: &Gracef
     let connection = graceful.watch(connection);
     tokio::spawn(async move {
         let _ = connection.await;
+        drop(permit);
     });
 }
 

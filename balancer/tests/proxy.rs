@@ -204,12 +204,12 @@ async fn least_loaded_strategies_avoid_the_slow_upstream() {
         let on_slow: usize = replies.iter().sum();
         if strategy == "round-robin" {
             assert!(
-                (30..=50).contains(&on_slow),
+                (32..=48).contains(&on_slow),
                 "round robin ignores load: {on_slow} of 80"
             );
         } else {
             assert!(
-                on_slow <= 24,
+                on_slow <= 30, // round robin sends 40 there; load-aware clearly fewer even on a busy machine
                 "{strategy}/{mode}: {on_slow} of 80 went to the slow upstream"
             );
         }

@@ -240,9 +240,10 @@ fn line_chart(title: &str, y_unit: &str, series: &[Series], log: bool) -> String
     }
     let _ = write!(
         svg,
-        r##"<text x="{x}" y="{y}" class="tick" text-anchor="end">seconds</text><text x="4" y="{PAD}" class="tick">{u}</text>"##,
+        r##"<text x="{x}" y="{y}" class="tick" text-anchor="end">seconds</text><text x="4" y="{uy}" class="tick">{u}</text>"##,
         x = WIDTH - PAD,
         y = HEIGHT - PAD + 28.0,
+        uy = PAD - 12.0,
         u = escape(y_unit)
     );
     for step in 0..=5 {

@@ -149,6 +149,30 @@ where
     }
 }
 
+/// At most a fixed number of connections at once. Past it, new connections wait in the
+/// kernel's accept queue instead of growing memory without bound under overload (the
+/// balancer was OOM-killed at ten times the official load before this).
+#[derive(Clone)]
+pub struct ConnectionLimit(std::sync::Arc<tokio::sync::Semaphore>);
+
+/// A connection's place under the limit, given back when dropped.
+pub type ConnectionPermit = tokio::sync::OwnedSemaphorePermit;
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> ConnectionLimit {
+        ConnectionLimit(std::sync::Arc::new(tokio::sync::Semaphore::new(max)))
+    }
+
+    /// Waits until fewer than `max` connections are open.
+    pub async fn acquire(&self) -> ConnectionPermit {
+        self.0
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+}
+
 /// Keeps the runtime's timer wheel from ever being empty, by spawning a task that ticks
 /// every `period`.
 ///
