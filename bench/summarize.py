@@ -33,8 +33,29 @@ def balancers(rows):
             print(f"ours-http / {other}: {ours / o:.2f} paced, {s1 / s2:.2f} saturated (CPU per request; below 1 is cheaper)")
 
 
+def load_p99(run):
+    """The worst p99 of the load request names: the validation phase's 123 cold requests
+    are several percent of a shortened run and would otherwise dominate its p99."""
+    return max(run["groups"][n]["p99_ms"] for n in ("débitos", "créditos", "extratos") if n in run["groups"])
+
+
+def stack_runs(rows):
+    print("| run | rate | KO | p50 ms | load p99 ms | max ms | stack CPU µs/req | db | api1+api2 | lb |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        g = r["groups"]["all requests"]
+        s = r["services"]
+        print(f"| {r['label']} | x{r['rate']:g} | {g['ko']} | {g['p50_ms']} | {load_p99(r)} | {g['max_ms']} "
+              f"| {r['stack_cpu_us_per_request']} | {s['db']['cpu_us_per_request']} "
+              f"| {round(s['api1']['cpu_us_per_request'] + s['api2']['cpu_us_per_request'], 1)} | {s['lb']['cpu_us_per_request']} |")
+
+
 if __name__ == "__main__":
     kind, path, stamp = sys.argv[1:4]
     rows = [json.loads(line) for line in open(path) if line.strip()]
-    rows = [r for r in rows if r.get("date") == stamp]
-    {"balancers": balancers}[kind](rows)
+    if kind == "balancers":
+        balancers([r for r in rows if r.get("date") == stamp])
+    else:
+        # stack-runs: runs whose label starts with the given prefix, from `stamp` on
+        prefix = sys.argv[4] if len(sys.argv) > 4 else ""
+        stack_runs([r for r in rows if r["date"] >= stamp and r["label"].startswith(prefix)])

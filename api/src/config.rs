@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use serverkit::config::number;
+
 use sqlx::postgres::PgConnectOptions;
 
 /// Where the HTTP server listens.
@@ -105,28 +107,6 @@ impl Config {
             tx_shape,
             max_connections: number(&get, "API_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
         })
-    }
-}
-
-fn number<T>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, String>
-where
-    T: FromStr + PartialOrd + std::fmt::Display,
-{
-    let Some(text) = get(name) else {
-        return Ok(default);
-    };
-    match text.trim().parse::<T>() {
-        Ok(value) if range.contains(&value) => Ok(value),
-        _ => Err(format!(
-            "{name}={text} is not valid: give a whole number from {} to {}",
-            range.start(),
-            range.end()
-        )),
     }
 }
 

@@ -16,7 +16,7 @@ use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use netio::{ConnectionLimit, ConnectionPermit, QuietListener, QuietStream};
+use serverkit::io::{ConnectionLimit, ConnectionPermit, QuietListener, QuietStream};
 
 use crate::config::{Config, Listen};
 use crate::db::Database;
@@ -28,8 +28,8 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub async fn run(config: Config) -> Result<(), String> {
     let db = Database::connect(&config).await?;
     let listener = Listener::bind(&config.listen)?;
-    // Database and drain timeouts are longer than this tick, so they never unpark (netio).
-    netio::spawn_timer_anchor(Duration::from_millis(500));
+    // Database and drain timeouts are longer than this tick, so they never unpark (serverkit::io).
+    serverkit::io::spawn_timer_anchor(Duration::from_millis(500));
     eprintln!(
         "api: listening on {} (pool {}, workers {}, tx {:?})",
         listener.describe(),
@@ -40,7 +40,7 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let graceful = GracefulShutdown::new();
     let limit = ConnectionLimit::new(config.max_connections);
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut shutdown = std::pin::pin!(serverkit::lifecycle::shutdown_signal());
     loop {
         tokio::select! {
             (accepted, permit) = async {
@@ -95,16 +95,7 @@ where
     });
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
-// Quiet sockets: a connection's task wakes only when there is a request to read (netio).
+// Quiet sockets: a connection's task wakes only when there is a request to read (serverkit::io).
 enum Listener {
     Unix(QuietListener<UnixListener>, SocketFile),
     Tcp(QuietListener<TcpListener>),

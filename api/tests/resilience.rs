@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use hyper::StatusCode;
-use sqlx::Connection;
 use testkit::{binary, spawn_api, Cluster, Process, Target, TempDir, TestApi};
 
 const DEBIT: &str = r#"{"valor": 10, "tipo": "d", "descricao": "x"}"#;
@@ -73,12 +72,7 @@ async fn database_outage_gives_quick_503s_and_recovers() {
 async fn stalled_database_gives_503_and_applies_nothing() {
     for shape in ["function", "client"] {
         let api = TestApi::start(&[("DB_TIMEOUT_MS", "300"), ("DB_TX_SHAPE", shape)]).await;
-        let mut holder = api.db.connect().await;
-        let mut lock = holder.begin().await.unwrap();
-        sqlx::query("SELECT 1 FROM clientes WHERE id = 1 FOR UPDATE")
-            .execute(&mut *lock)
-            .await
-            .unwrap();
+        let lock = api.db.lock_client(1).await;
 
         let started = Instant::now();
         let reply = api.target.post("/clientes/1/transacoes", DEBIT).await;
@@ -94,7 +88,7 @@ async fn stalled_database_gives_503_and_applies_nothing() {
             started.elapsed()
         );
 
-        lock.commit().await.unwrap();
+        lock.release().await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
             api.db.balance_and_count(1).await,
@@ -115,12 +109,7 @@ async fn stalled_database_gives_503_and_applies_nothing() {
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let api = TestApi::start(&[]).await;
-    let mut holder = api.db.connect().await;
-    let mut lock = holder.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM clientes WHERE id = 1 FOR UPDATE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = api.db.lock_client(1).await;
 
     let target = api.target.clone();
     let in_flight = tokio::spawn(async move { target.post("/clientes/1/transacoes", DEBIT).await });
@@ -129,7 +118,7 @@ async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!api.target.is_up(), "no new connections after SIGTERM");
 
-    lock.commit().await.unwrap();
+    lock.release().await;
     let reply = in_flight.await.unwrap();
     assert_eq!(
         reply.status,

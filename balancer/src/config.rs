@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serverkit::config::number;
+
 use crate::selection::Strategy;
 
 /// Where an upstream listens.
@@ -148,28 +150,6 @@ fn parse_upstream(item: &str) -> Result<UpstreamAddr, String> {
         return Err(bad("is not host:port"));
     }
     Ok(UpstreamAddr::Tcp(item.to_owned()))
-}
-
-fn number<T>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    default: T,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<T, String>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display,
-{
-    let Some(text) = get(name) else {
-        return Ok(default);
-    };
-    match text.trim().parse::<T>() {
-        Ok(value) if range.contains(&value) => Ok(value),
-        _ => Err(format!(
-            "{name}={text} is not valid: give a whole number from {} to {}",
-            range.start(),
-            range.end()
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENG
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use netio::QuietStream;
+use serverkit::io::QuietStream;
 
 use crate::state::State;
 use crate::upstream::{Sender, Stream, Upstream};
@@ -182,7 +182,7 @@ async fn connect(upstream: &Upstream, state: &State) -> Result<Sender, ()> {
         .await
         .map_err(|_| ())?;
     let builder = hyper::client::conn::http1::Builder::new();
-    // Pooled connections only ever need to wake for responses: see netio.
+    // Pooled connections only ever need to wake for responses: see serverkit::io.
     let sender = match stream {
         Stream::Unix(s) => {
             spawn_connection(builder.handshake(TokioIo::new(quiet(s.into_std())?)).await)

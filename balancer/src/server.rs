@@ -11,7 +11,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use netio::{ConnectionLimit, ConnectionPermit, QuietListener, QuietStream};
+use serverkit::io::{ConnectionLimit, ConnectionPermit, QuietListener, QuietStream};
 use tokio::net::TcpListener;
 
 use crate::config::Mode;
@@ -21,10 +21,10 @@ use crate::{http_proxy, tcp_proxy};
 pub async fn run(state: State) -> Result<(), String> {
     let state = Arc::new(state);
     let listener = bind(state.config.listen)?;
-    netio::defer_accept(&listener, 1).map_err(|e| format!("TCP_DEFER_ACCEPT: {e}"))?;
+    serverkit::io::defer_accept(&listener, 1).map_err(|e| format!("TCP_DEFER_ACCEPT: {e}"))?;
     let listener = QuietListener::new(listener).map_err(|e| e.to_string())?;
     // Request timeouts (LB_TIMEOUT_MS) are longer than this tick, so they never unpark.
-    netio::spawn_timer_anchor(Duration::from_millis(500));
+    serverkit::io::spawn_timer_anchor(Duration::from_millis(500));
     if let Some(addr) = state.config.admin {
         let admin = TcpListener::from_std(bind(addr)?).map_err(|e| e.to_string())?;
         tokio::spawn(serve_admin(admin, state.clone()));
@@ -42,7 +42,7 @@ pub async fn run(state: State) -> Result<(), String> {
     // tcp mode: every connection task holds a clone; the count says how many are left.
     let tcp_tasks = Arc::new(());
     let limit = ConnectionLimit::new(state.config.max_connections);
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut shutdown = std::pin::pin!(serverkit::lifecycle::shutdown_signal());
     loop {
         tokio::select! {
             // Accepted sockets inherit TCP_NODELAY from the listener.
@@ -145,13 +145,4 @@ fn bind(addr: std::net::SocketAddr) -> Result<std::net::TcpListener, String> {
     socket.listen(4096).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
     Ok(socket.into())
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{Stub, MODES};
 use hyper::{Method, StatusCode};
-use testkit::{binary, free_port, Balancer, Process, TempDir};
+use testkit::{binary, free_port, Balancer, Process, TempDir, STRATEGY_MODES};
 
 fn upstream_of(reply: &testkit::Reply) -> String {
     reply.headers["x-upstream"].to_str().unwrap().to_owned()
@@ -121,17 +121,7 @@ async fn strategies_distribute_as_designed() {
     let dir = TempDir::new("lb-dist");
     let stubs = [Stub::start(&dir, "a"), Stub::start(&dir, "b")];
     let sockets = [&stubs[0].socket, &stubs[1].socket];
-    for (strategy, mode) in [
-        ("round-robin", "http"),
-        ("round-robin", "tcp"),
-        ("least-connections", "http"),
-        ("least-connections", "tcp"),
-        ("random", "http"),
-        ("random", "tcp"),
-        ("power-of-two", "http"),
-        ("power-of-two", "tcp"),
-        ("client-hash", "http"),
-    ] {
+    for (strategy, mode) in STRATEGY_MODES {
         let lb = Balancer::start(&sockets, &[("LB_STRATEGY", strategy), ("LB_MODE", mode)]);
         let mut picks = Vec::new();
         for i in 0..100 {

@@ -1,22 +1,11 @@
 //! The real stack: two `api` processes on a fresh PostgreSQL database behind the real
 //! balancer. The official validation phases (spec §2.4 A–F) pass with every strategy and mode.
 
-use testkit::{run_validations, Balancer, TestApi};
+use testkit::{run_validations, Balancer, TestApi, STRATEGY_MODES};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_validations_pass_through_every_strategy_and_mode() {
-    let combinations = [
-        ("round-robin", "http"),
-        ("round-robin", "tcp"),
-        ("least-connections", "http"),
-        ("least-connections", "tcp"),
-        ("random", "http"),
-        ("random", "tcp"),
-        ("power-of-two", "http"),
-        ("power-of-two", "tcp"),
-        ("client-hash", "http"),
-    ];
-    for (strategy, mode) in combinations {
+    for (strategy, mode) in STRATEGY_MODES {
         let api = TestApi::start(&[]).await;
         let (_second, second) = api.start_sibling("api2.sock", &[]);
         let (testkit::Target::Unix(first), testkit::Target::Unix(second)) = (&api.target, &second)

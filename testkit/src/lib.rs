@@ -13,11 +13,24 @@ mod stack;
 pub use client::{Reply, Target};
 pub use hyper::{Method, StatusCode};
 pub use official::run_validations;
-pub use postgres::{Cluster, TestDb};
+pub use postgres::{Cluster, RowLock, TestDb};
 pub use process::{binary, spawn_api, Process};
 pub use stack::{free_port, Balancer, TestApi};
 
 use std::path::PathBuf;
+
+/// Every strategy with every mode it supports (client-hash needs http).
+pub const STRATEGY_MODES: [(&str, &str); 9] = [
+    ("round-robin", "http"),
+    ("round-robin", "tcp"),
+    ("least-connections", "http"),
+    ("least-connections", "tcp"),
+    ("random", "http"),
+    ("random", "tcp"),
+    ("power-of-two", "http"),
+    ("power-of-two", "tcp"),
+    ("client-hash", "http"),
+];
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

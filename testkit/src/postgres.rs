@@ -84,6 +84,30 @@ impl TestDb {
     }
 }
 
+/// A client's row held with SELECT ... FOR UPDATE by a transaction of the test's own, so
+/// that the API's transactions on that client wait, until `release`.
+pub struct RowLock(PgConnection);
+
+impl RowLock {
+    /// Commits, letting the waiting transactions go on.
+    pub async fn release(mut self) {
+        self.0.execute("COMMIT").await.expect("COMMIT");
+    }
+}
+
+impl TestDb {
+    pub async fn lock_client(&self, client: i32) -> RowLock {
+        let mut conn = self.connect().await;
+        conn.execute("BEGIN").await.expect("BEGIN");
+        sqlx::query("SELECT 1 FROM clientes WHERE id = $1 FOR UPDATE")
+            .bind(client)
+            .execute(&mut conn)
+            .await
+            .expect("locking the row");
+        RowLock(conn)
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin, name) = (self.admin.clone(), self.name.clone());

@@ -1,4 +1,5 @@
-//! Sockets that wake their task only when there is something to read.
+//! Sockets that wake their task only when there is something to read, and the other
+//! per-connection economies of both servers.
 //!
 //! tokio registers every socket for both read and write readiness, edge-triggered. For a
 //! request/response proxy or server that is one wasted wake-up per message: when the peer
@@ -265,7 +266,7 @@ mod tests {
 
     #[tokio::test]
     async fn echoes_through_accepted_streams() {
-        let dir = std::env::temp_dir().join(format!("netio-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("serverkit-io-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
         let _ = std::fs::remove_file(&path);

@@ -1,0 +1,52 @@
+//! Helpers for reading configuration from the environment.
+
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+
+/// The number in variable `name`, or `default` when it is unset; an error naming the variable
+/// and the valid range when it is not a number in `range`.
+pub fn number<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    range: RangeInclusive<T>,
+) -> Result<T, String>
+where
+    T: FromStr + PartialOrd + std::fmt::Display,
+{
+    let Some(text) = get(name) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<T>() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(format!(
+            "{name}={text} is not valid: give a whole number from {} to {}",
+            range.start(),
+            range.end()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_ranges_and_messages() {
+        let get = |name: &str| match name {
+            "SET" => Some("7".to_owned()),
+            "BIG" => Some("70".to_owned()),
+            "WORD" => Some("seven".to_owned()),
+            _ => None,
+        };
+        assert_eq!(number(&get, "UNSET", 3u32, 1..=10), Ok(3));
+        assert_eq!(number(&get, "SET", 3u32, 1..=10), Ok(7));
+        assert_eq!(
+            number(&get, "BIG", 3u32, 1..=10),
+            Err("BIG=70 is not valid: give a whole number from 1 to 10".to_owned())
+        );
+        assert!(number(&get, "WORD", 3u32, 1..=10)
+            .unwrap_err()
+            .starts_with("WORD=seven"));
+    }
+}
