@@ -156,7 +156,11 @@ async fn exchange(
         };
         let outcome = tokio::time::timeout(state.config.timeout, attempt).await;
         match outcome {
-            Err(_) => return Err(Failure::TimedOut),
+            Err(_) => {
+                // A frozen instance: let the next requests go elsewhere for a while.
+                upstream.mark_failed();
+                return Err(Failure::TimedOut);
+            }
             Ok(Ok((mut parts, body))) => {
                 upstream.mark_ok();
                 upstream.put_idle(sender);

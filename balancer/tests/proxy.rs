@@ -302,21 +302,25 @@ async fn no_upstream_up_gives_503_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_upstream_gives_504() {
+async fn slow_upstream_gives_504_and_is_avoided_for_a_while() {
     let dir = TempDir::new("lb-slow");
-    let stub = Stub::start(&dir, "a");
-    let lb = Balancer::start(&[&stub.socket], &[("LB_TIMEOUT_MS", "300")]);
+    let (a, b) = (Stub::start(&dir, "a"), Stub::start(&dir, "b"));
+    let lb = Balancer::start(&[&a.socket, &b.socket], &[("LB_TIMEOUT_MS", "300")]);
     let started = Instant::now();
+    // Round robin starts at a, which answers too late.
     assert_eq!(
         lb.target.get("/slow/2000").await.status,
         StatusCode::GATEWAY_TIMEOUT
     );
     assert!(started.elapsed() < Duration::from_millis(1500));
-    assert_eq!(
-        lb.target.get("/fine").await.status,
-        StatusCode::OK,
-        "still serving"
-    );
+    // a is skipped during its backoff: the next two requests (round robin would give one to
+    // a) both go to b.
+    for _ in 0..2 {
+        let reply = lb.target.get("/fine").await;
+        assert_eq!(reply.status, StatusCode::OK, "still serving");
+        assert_eq!(upstream_of(&reply), "b");
+    }
+    drop((a, b));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
