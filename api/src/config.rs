@@ -113,14 +113,10 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use serverkit::config::lookup_in;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|name| map.get(name).cloned())
+        Config::from_lookup(lookup_in(vars))
     }
 
     const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:p@localhost:5432/rinha");

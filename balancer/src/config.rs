@@ -155,14 +155,10 @@ fn parse_upstream(item: &str) -> Result<UpstreamAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use serverkit::config::lookup_in;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, String> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|name| map.get(name).cloned())
+        Config::from_lookup(lookup_in(vars))
     }
 
     #[test]

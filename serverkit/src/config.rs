@@ -3,6 +3,16 @@
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
+/// A variable lookup over fixed pairs: configuration given in code (tests) rather than by the
+/// process environment.
+pub fn lookup_in(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
 /// The number in variable `name`, or `default` when it is unset; an error naming the variable
 /// and the valid range when it is not a number in `range`.
 pub fn number<T>(
@@ -33,12 +43,7 @@ mod tests {
 
     #[test]
     fn defaults_ranges_and_messages() {
-        let get = |name: &str| match name {
-            "SET" => Some("7".to_owned()),
-            "BIG" => Some("70".to_owned()),
-            "WORD" => Some("seven".to_owned()),
-            _ => None,
-        };
+        let get = lookup_in(&[("SET", "7"), ("BIG", "70"), ("WORD", "seven")]);
         assert_eq!(number(&get, "UNSET", 3u32, 1..=10), Ok(3));
         assert_eq!(number(&get, "SET", 3u32, 1..=10), Ok(7));
         assert_eq!(
