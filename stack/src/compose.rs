@@ -27,6 +27,7 @@ pub struct Service {
     /// (service, condition)
     pub depends_on: Vec<(String, Option<String>)>,
     pub healthcheck: Option<Vec<String>>,
+    pub restart: Option<String>,
 }
 
 impl Service {
@@ -161,6 +162,7 @@ fn service(name: &str, body: &Yaml) -> Result<Service, String> {
         }
         _ => {}
     }
+    s.restart = scalar(&body["restart"]);
     s.healthcheck = body["healthcheck"]["test"]
         .as_vec()
         .map(|t| t.iter().filter_map(scalar).collect());

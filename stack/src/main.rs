@@ -46,11 +46,73 @@ fn parse_args() -> Result<Options, String> {
     Ok(options)
 }
 
+/// How a service is started, and started again after a crash.
+enum Launch {
+    /// `scripts/pg-cluster start DIR`: a daemon, watched through its postmaster.pid.
+    Database { script: PathBuf, dir: PathBuf },
+    /// One of our binaries, a child of the runner.
+    Binary {
+        program: PathBuf,
+        env: Vec<(String, String)>,
+    },
+}
+
 /// One running service.
 struct Running {
     name: String,
+    launch: Launch,
     child: Option<Child>,
     cgroup: Option<Cgroup>,
+    started: Instant,
+}
+
+impl Running {
+    /// Starts the service (again); for the database, returns what pg-cluster printed.
+    fn start(&mut self) -> Result<String, String> {
+        self.started = Instant::now();
+        match &self.launch {
+            Launch::Database { script, dir } => {
+                let mut command = Command::new(script);
+                command.arg("start").arg(dir);
+                let output = in_cgroup(command, self.cgroup.as_ref())
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .map_err(|e| format!("scripts/pg-cluster: {e}"))?;
+                if !output.status.success() {
+                    return Err("PostgreSQL did not start (see above)".into());
+                }
+                Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+            }
+            Launch::Binary { program, env } => {
+                let mut command = Command::new(program);
+                command.envs(env.iter().map(|(k, v)| (k, v)));
+                let child = in_cgroup(command, self.cgroup.as_ref())
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .map_err(|e| {
+                        format!("{}: cannot start {}: {e}", self.name, program.display())
+                    })?;
+                self.child = Some(child);
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// Whether the service's process is gone.
+    fn is_down(&mut self) -> bool {
+        match &self.launch {
+            Launch::Database { dir, .. } => {
+                let pid =
+                    std::fs::read_to_string(dir.join("data/postmaster.pid")).unwrap_or_default();
+                let pid = pid.lines().next().unwrap_or_default().trim();
+                pid.is_empty() || !Path::new("/proc").join(pid).exists()
+            }
+            Launch::Binary { .. } => self
+                .child
+                .as_mut()
+                .is_none_or(|c| !matches!(c.try_wait(), Ok(None))),
+        }
+    }
 }
 
 struct Stack {
@@ -103,7 +165,8 @@ fn repo_root() -> PathBuf {
         })
 }
 
-/// Starts the stack and keeps it running until a signal or a service's exit.
+/// Starts the stack and keeps it running until a signal. A service that stops is started
+/// again (at most once a second), as compose.yaml's `restart: unless-stopped` asks of Docker.
 async fn run(stack: &mut Stack, options: &Options) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     // Before anything starts, so that a signal during start-up still cleans up.
@@ -113,8 +176,16 @@ async fn run(stack: &mut Stack, options: &Options) -> Result<(), String> {
         start(stack, options).await?;
         loop {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            if let Some(name) = stack.exited() {
-                return Err(format!("{name} exited unexpectedly; stopping the stack"));
+            for service in &mut stack.services {
+                if service.is_down() && service.started.elapsed() > Duration::from_secs(1) {
+                    println!(
+                        "stack: {:<4} stopped unexpectedly; starting it again",
+                        service.name
+                    );
+                    if let Err(e) = service.start() {
+                        eprintln!("stack: {}: {e}", service.name);
+                    }
+                }
             }
         }
     };
@@ -145,6 +216,7 @@ async fn start(stack: &mut Stack, options: &Options) -> Result<(), String> {
     let db = db.ok_or("compose.yaml has no postgres service")?;
     let cgroup = options.limits.then(|| limit(db)).transpose()?;
     let pg_dir = stack.dir.join("pg");
+    // The first start also creates database "rinha" from db/init.sql; restarts keep the data.
     let mut command = Command::new(stack.repo.join("scripts/pg-cluster"));
     command.arg("start").arg(&pg_dir).arg("--init");
     stack.database_started = true;
@@ -164,8 +236,13 @@ async fn start(stack: &mut Stack, options: &Options) -> Result<(), String> {
     );
     stack.services.push(Running {
         name: db.name.clone(),
+        launch: Launch::Database {
+            script: stack.repo.join("scripts/pg-cluster"),
+            dir: pg_dir,
+        },
         child: None,
         cgroup,
+        started: Instant::now(),
     });
 
     for service in compose.services.iter().filter(|s| s.dockerfile.is_some()) {
@@ -177,23 +254,24 @@ async fn start(stack: &mut Stack, options: &Options) -> Result<(), String> {
         };
         let env = environment(service, &stack.dir, &database_url, options.port);
         let cgroup = options.limits.then(|| limit(service)).transpose()?;
-        let mut command = Command::new(bin_dir.join(binary));
-        command.envs(env.iter().map(|(k, v)| (k, v)));
-        let child = in_cgroup(command, cgroup.as_ref())
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{}: cannot start {binary}: {e}", service.name))?;
         let shown: Vec<String> = env
             .iter()
             .filter(|(k, _)| service.env(k).is_some())
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         println!("stack: {:<4} {binary} {}", service.name, shown.join(" "));
-        stack.services.push(Running {
+        let mut running = Running {
             name: service.name.clone(),
-            child: Some(child),
+            launch: Launch::Binary {
+                program: bin_dir.join(binary),
+                env,
+            },
+            child: None,
             cgroup,
-        });
+            started: Instant::now(),
+        };
+        running.start()?;
+        stack.services.push(running);
     }
 
     wait_ready(stack, options.port).await?;
@@ -341,10 +419,9 @@ async fn extrato_status(port: u16) -> Option<u16> {
 impl Stack {
     /// The name of a service whose process has exited, if any.
     fn exited(&mut self) -> Option<String> {
-        self.services.iter_mut().find_map(|s| {
-            let child = s.child.as_mut()?;
-            matches!(child.try_wait(), Ok(Some(_))).then(|| s.name.clone())
-        })
+        self.services
+            .iter_mut()
+            .find_map(|s| s.is_down().then(|| s.name.clone()))
     }
 
     /// Stops everything in reverse order of start, reports what the limited services used,

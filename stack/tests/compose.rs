@@ -45,6 +45,18 @@ fn every_service_declares_limits_within_the_budget() {
 }
 
 #[test]
+fn every_service_is_restarted_after_a_crash() {
+    for service in &compose().services {
+        assert_eq!(
+            service.restart.as_deref(),
+            Some("unless-stopped"),
+            "{}",
+            service.name
+        );
+    }
+}
+
+#[test]
 fn the_required_services_exist() {
     let compose = compose();
     assert_eq!(apis(&compose).len(), 2, "two API instances");
