@@ -4,13 +4,9 @@
 //! socket's directory) or on TCP. On SIGTERM or SIGINT it stops accepting, lets in-flight
 //! requests finish, closes the database pool and returns.
 
-use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
@@ -82,16 +78,8 @@ where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let db = db.clone();
-    let service = service_fn(move |request| {
-        let db = db.clone();
-        async move { Ok::<_, Infallible>(handle(request, db).await) }
-    });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(io), service);
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
-        // A client that goes away mid-request is its own business; nothing to report.
-        let _ = connection.await;
-        drop(permit);
+    serverkit::http::spawn_connection(io, graceful, permit, move |request| {
+        handle(request, db.clone())
     });
 }
 

@@ -39,8 +39,6 @@ pub async fn run(state: State) -> Result<(), String> {
     );
 
     let graceful = GracefulShutdown::new();
-    // tcp mode: every connection task holds a clone; the count says how many are left.
-    let tcp_tasks = Arc::new(());
     let limit = ConnectionLimit::new(state.config.max_connections);
     let mut shutdown = std::pin::pin!(serverkit::lifecycle::shutdown_signal());
     loop {
@@ -54,10 +52,10 @@ pub async fn run(state: State) -> Result<(), String> {
                     Mode::Http => serve_http(stream, &state, &graceful, permit),
                     Mode::Tcp => match tokio::net::TcpStream::from_std(stream) {
                         Ok(stream) => {
-                            let (state, task) = (state.clone(), tcp_tasks.clone());
+                            let state = state.clone();
                             tokio::spawn(async move {
                                 tcp_proxy::handle(stream, state).await;
-                                drop((task, permit));
+                                drop(permit);
                             });
                         }
                         Err(e) => eprintln!("balancer: cannot register a connection: {e}"),
@@ -79,11 +77,11 @@ pub async fn run(state: State) -> Result<(), String> {
         "balancer: shutting down, draining for up to {}s",
         deadline.as_secs()
     );
+    // Hyper's connections close at their next idle point; tcp-mode copies run to their end.
+    // Either way a connection holds its permit until it is gone.
     let drained = async {
         graceful.shutdown().await;
-        while Arc::strong_count(&tcp_tasks) > 1 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        limit.all_closed(state.config.max_connections).await;
     };
     if tokio::time::timeout(deadline, drained).await.is_err() {
         eprintln!("balancer: drain deadline passed, closing remaining connections");
@@ -102,15 +100,8 @@ fn serve_http(
         Err(e) => return eprintln!("balancer: cannot register a connection: {e}"),
     };
     let state = state.clone();
-    let service = service_fn(move |request| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(http_proxy::handle(request, state).await) }
-    });
-    let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-    let connection = graceful.watch(connection);
-    tokio::spawn(async move {
-        let _ = connection.await;
-        drop(permit);
+    serverkit::http::spawn_connection(stream, graceful, permit, move |request| {
+        http_proxy::handle(request, state.clone())
     });
 }
 

@@ -164,6 +164,17 @@ impl ConnectionLimit {
         ConnectionLimit(std::sync::Arc::new(tokio::sync::Semaphore::new(max)))
     }
 
+    /// Waits until every permit has been given back: all connections are closed.
+    pub async fn all_closed(&self, max: usize) {
+        let max = u32::try_from(max).expect("connection limits fit in u32");
+        drop(
+            self.0
+                .acquire_many(max)
+                .await
+                .expect("the semaphore is never closed"),
+        );
+    }
+
     /// Waits until fewer than `max` connections are open.
     pub async fn acquire(&self) -> ConnectionPermit {
         self.0
