@@ -22,8 +22,8 @@ pub enum Listen {
 /// How a credit or debit is run against PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxShape {
-    /// One call of the `efetuar_transacao` SQL function: one round trip.
-    Function,
+    /// One SQL statement (lock, check, update, insert): one round trip, atomic on its own.
+    Statement,
     /// BEGIN; SELECT ... FOR UPDATE; UPDATE; INSERT; COMMIT, driven from the API: five round trips.
     Client,
 }
@@ -88,11 +88,11 @@ impl Config {
         };
 
         let tx_shape = match get("DB_TX_SHAPE").as_deref() {
-            None | Some("function") => TxShape::Function,
+            None | Some("statement") => TxShape::Statement,
             Some("client") => TxShape::Client,
             Some(other) => {
                 return Err(format!(
-                    "DB_TX_SHAPE={other} is not valid: use function (default) or client"
+                    "DB_TX_SHAPE={other} is not valid: use statement (default) or client"
                 ))
             }
         };
@@ -129,7 +129,7 @@ mod tests {
         );
         assert_eq!(config.pool_size, 5);
         assert_eq!(config.workers, 1);
-        assert_eq!(config.tx_shape, TxShape::Function);
+        assert_eq!(config.tx_shape, TxShape::Statement);
         assert_eq!(config.db_wait, Duration::from_secs(30));
     }
 

@@ -4,6 +4,7 @@
 mod config;
 mod db;
 mod handlers;
+mod pool;
 mod routes;
 mod server;
 mod timestamp;

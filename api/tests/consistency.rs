@@ -5,7 +5,7 @@ use futures_util::future::join_all;
 use hyper::StatusCode;
 use testkit::{run_validations, TestApi};
 
-const SHAPES: [&str; 2] = ["function", "client"];
+const SHAPES: [&str; 2] = ["statement", "client"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_validations_pass_across_two_instances() {

@@ -70,7 +70,7 @@ async fn database_outage_gives_quick_503s_and_recovers() {
 /// not applied later behind the client's back.
 #[tokio::test]
 async fn stalled_database_gives_503_and_applies_nothing() {
-    for shape in ["function", "client"] {
+    for shape in ["statement", "client"] {
         let api = TestApi::start(&[("DB_TIMEOUT_MS", "300"), ("DB_TX_SHAPE", shape)]).await;
         let lock = api.db.lock_client(1).await;
 

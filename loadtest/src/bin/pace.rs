@@ -1,9 +1,11 @@
-//! `pace`: plain GET load for benchmarking a proxy, each request on a new connection like the
-//! official test: open model at a fixed rate (`--rate R`), or closed loop as fast as
-//! `--concurrency C` clients can go. Prints one JSON line.
+//! `pace`: one kind of request, repeated, for benchmarking a proxy or the stack; each request
+//! on a new connection like the official test: open model at a fixed rate (`--rate R`), or
+//! closed loop as fast as `--concurrency C` clients can go. A GET, or a POST of `--body`.
+//! Prints one JSON line.
 //!
 //!   pace --target http://127.0.0.1:9999 --path /clientes/1/extrato --rate 490 --seconds 10
 //!   pace --target http://127.0.0.1:9999 --concurrency 16 --seconds 10
+//!   pace --path /clientes/1/transacoes --body '{"valor":1,"tipo":"c","descricao":"x"}' --rate 340
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use loadtest::stats::percentile;
 struct Args {
     target: String,
     path: String,
+    body: Option<String>,
     rate: Option<f64>,
     concurrency: usize,
     seconds: f64,
@@ -23,6 +26,7 @@ fn parse() -> Result<Args, String> {
     let mut args = Args {
         target: "http://127.0.0.1:9999".into(),
         path: "/clientes/1/extrato".into(),
+        body: None,
         rate: None,
         concurrency: 16,
         seconds: 10.0,
@@ -40,6 +44,7 @@ fn parse() -> Result<Args, String> {
         match flag.as_str() {
             "--target" => args.target = value.clone(),
             "--path" => args.path = value.clone(),
+            "--body" => args.body = Some(value.clone()),
             "--rate" => args.rate = Some(number()?),
             "--concurrency" => args.concurrency = number()? as usize,
             "--seconds" => args.seconds = number()?,
@@ -70,11 +75,18 @@ fn main() {
         let results: Arc<Mutex<Vec<(f64, bool)>>> = Arc::default();
         let start = Instant::now();
         let deadline = start + Duration::from_secs_f64(args.seconds);
-        let one = |client: Client, path: String, results: Arc<Mutex<Vec<(f64, bool)>>>| async move {
+        // 'static, so the closure stays Copy and every task can have it.
+        let body: Option<&'static str> = args.body.clone().map(|b| &*b.leak());
+        let one = move |client: Client, path: String, results: Arc<Mutex<Vec<(f64, bool)>>>| {
+            async move {
             let sent = Instant::now();
-            let answer = client.get(&path).await;
+            let answer = match body {
+                Some(body) => client.post(&path, body.to_string()).await,
+                None => client.get(&path).await,
+            };
             let ok = answer.status.is_some_and(|s| (200..300).contains(&s));
             results.lock().unwrap().push((sent.elapsed().as_secs_f64() * 1000.0, ok));
+            }
         };
         let mut tasks = Vec::new();
         match args.rate {

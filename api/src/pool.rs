@@ -1,0 +1,107 @@
+//! A fixed-size pool of PostgreSQL connections.
+//!
+//! sqlx's `PgPool` pings every connection on its way back to the pool (sqlx 0.8,
+//! `PoolConnection::return_to_pool`): a second round trip after every query, which wakes
+//! PostgreSQL a second time per request and sits outside any deadline of ours. This pool
+//! does without it. A connection goes back to the pool only through [`Lease::release`],
+//! called after its operation completed; a lease dropped any other way (an error, or a
+//! deadline that cancelled the operation mid-query) closes its connection, because its
+//! protocol state is unknown, and the next acquire opens a fresh one.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex};
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::Connection;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+#[derive(Clone)]
+pub struct Pool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    options: PgConnectOptions,
+    size: u32,
+    /// One permit per connection that may exist; a lease holds one.
+    slots: Arc<Semaphore>,
+    idle: Mutex<Vec<PgConnection>>,
+}
+
+impl Pool {
+    /// Opens all `size` connections now, so the first requests do not pay for them.
+    pub async fn connect(options: PgConnectOptions, size: u32) -> Result<Pool, sqlx::Error> {
+        let mut idle = Vec::with_capacity(size as usize);
+        for _ in 0..size {
+            idle.push(PgConnection::connect_with(&options).await?);
+        }
+        Ok(Pool {
+            shared: Arc::new(Shared {
+                options,
+                size,
+                slots: Arc::new(Semaphore::new(size as usize)),
+                idle: Mutex::new(idle),
+            }),
+        })
+    }
+
+    /// Waits for a free slot, then hands out an idle connection or opens a new one.
+    pub async fn acquire(&self) -> Result<Lease, sqlx::Error> {
+        let permit = Arc::clone(&self.shared.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = self.shared.idle.lock().expect("pool lock").pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => PgConnection::connect_with(&self.shared.options).await?,
+        };
+        Ok(Lease {
+            connection: Some(connection),
+            shared: Arc::clone(&self.shared),
+            _permit: permit,
+        })
+    }
+
+    /// Waits for every lease to end, then closes the connections politely.
+    pub async fn close(&self) {
+        if let Ok(all) = self.shared.slots.acquire_many(self.shared.size).await {
+            all.forget();
+            self.shared.slots.close();
+        }
+        let idle = std::mem::take(&mut *self.shared.idle.lock().expect("pool lock"));
+        for connection in idle {
+            let _ = connection.close().await;
+        }
+    }
+}
+
+/// A connection held for one operation.
+pub struct Lease {
+    connection: Option<PgConnection>,
+    shared: Arc<Shared>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    /// Returns the connection for reuse. Only for a connection whose last operation completed,
+    /// so it is idle and ready for the next query.
+    pub fn release(mut self) {
+        if let Some(connection) = self.connection.take() {
+            self.shared.idle.lock().expect("pool lock").push(connection);
+        }
+    }
+}
+
+impl Deref for Lease {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        self.connection.as_ref().expect("leased connection")
+    }
+}
+
+impl DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.connection.as_mut().expect("leased connection")
+    }
+}
