@@ -25,8 +25,9 @@ CREATE TABLE clientes (
 -- several transactions can share one timestamp.
 -- cliente_id has no foreign key on purpose: a row is inserted only by the statement that has
 -- just locked and updated that client's row (api/src/db.rs), and clients are never deleted.
--- The foreign key's trigger locked the client row a second time per insert and cost about
--- 10% of PostgreSQL's CPU per transaction (BENCHMARKS.md, "Transaction shape").
+-- The foreign key's trigger would lock the client row a second time per insert; without it
+-- and with one statement instead of a PL/pgSQL function, PostgreSQL spends about 12% less CPU
+-- per transaction (bench/pg-shapes, BENCHMARKS.md "Transaction shape").
 CREATE TABLE transacoes (
     id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     cliente_id   int         NOT NULL,

@@ -78,8 +78,8 @@ pub struct Database {
 // transaction. `cliente` locks the client's row (a concurrent transaction of the same client
 // is waited for, and its result read); the update applies only within the limit and the
 // 32-bit range; the insert runs only if the update did. The first column tells an unknown
-// client from a refused one. As one statement it costs PostgreSQL about 15% less CPU than the
-// same three statements in a PL/pgSQL function (BENCHMARKS.md, "Transaction shape").
+// client from a refused one. bench/pg-shapes measures it against the PL/pgSQL function this
+// project used first, and against a conditional UPDATE without SELECT ... FOR UPDATE.
 const TRANSACT: &str = "\
     WITH cliente AS ( \
          SELECT saldo::int8 + $2::int8 AS novo_saldo, limite \
