@@ -177,8 +177,10 @@ impl Database {
         let result = tokio::time::timeout(self.timeout, operation(&mut lease))
             .await
             .unwrap_or(Err(DbError::Timeout));
-        if result.is_ok() {
-            lease.release();
+        match &result {
+            Ok(_) => lease.release(),
+            Err(DbError::Sqlx(e)) if connection_lost(e) => self.pool.discard_idle(),
+            Err(_) => {}
         }
         result
     }
@@ -186,6 +188,19 @@ impl Database {
     /// Closes every connection; in-flight operations finish first.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Whether an error means the server end of the connection is gone (a restart or crash of
+/// PostgreSQL, a terminated backend) rather than a problem with one statement.
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        // 08: connection exception; 57P: operator intervention (shutdown, crash, terminated).
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
     }
 }
 

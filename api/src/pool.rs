@@ -6,7 +6,9 @@
 //! does without it. A connection goes back to the pool only through [`Lease::release`],
 //! called after its operation completed; a lease dropped any other way (an error, or a
 //! deadline that cancelled the operation mid-query) closes its connection, because its
-//! protocol state is unknown, and the next acquire opens a fresh one.
+//! protocol state is unknown, and the next acquire opens a fresh one. A connection found
+//! dead usually means the server restarted, so the idle ones can be closed with it
+//! ([`Pool::discard_idle`]).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
@@ -61,6 +63,14 @@ impl Pool {
             shared: Arc::clone(&self.shared),
             _permit: permit,
         })
+    }
+
+    /// Closes the idle connections: after one connection was lost (the server restarted, say),
+    /// the others are most likely dead too, and each would cost a request its answer.
+    pub fn discard_idle(&self) {
+        drop(std::mem::take(
+            &mut *self.shared.idle.lock().expect("pool lock"),
+        ));
     }
 
     /// Waits for every lease to end, then closes the connections politely.

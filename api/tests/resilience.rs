@@ -66,6 +66,39 @@ async fn database_outage_gives_quick_503s_and_recovers() {
     assert_eq!(reply["ultimas_transacoes"].as_array().unwrap().len(), 3);
 }
 
+/// After PostgreSQL restarts while the instance is idle, every pooled connection is dead; the
+/// first request finds out and fails, and the pool then drops the rest instead of failing one
+/// request per connection.
+#[tokio::test]
+async fn a_database_restart_costs_at_most_one_request() {
+    let cluster = Cluster::start();
+    let dir = TempDir::new("restart");
+    let _api = spawn_api(
+        cluster.url(),
+        &dir.join("api.sock"),
+        &[("DB_POOL_SIZE", "5")],
+    );
+    let target = Target::Unix(dir.join("api.sock"));
+    assert_eq!(
+        target.post("/clientes/1/transacoes", DEBIT).await.status,
+        StatusCode::OK
+    );
+
+    for kill in [false, true] {
+        cluster.stop(kill);
+        cluster.restart();
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(target.get("/clientes/1/extrato").await.status);
+        }
+        let failed = statuses.iter().filter(|s| **s != StatusCode::OK).count();
+        assert!(
+            failed <= 1 && statuses.last() == Some(&StatusCode::OK),
+            "kill={kill}: {statuses:?}"
+        );
+    }
+}
+
 /// A database that holds a request past DB_TIMEOUT_MS: 503 quickly, and the transaction is
 /// not applied later behind the client's back.
 #[tokio::test]
