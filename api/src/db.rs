@@ -145,16 +145,12 @@ impl Database {
     }
 
     pub async fn transact(&self, client: i32, tx: &NewTransaction<'_>) -> Result<Applied, DbError> {
-        match self.tx_shape {
-            TxShape::Statement => {
-                self.on_connection(async |conn| transact_statement(conn, client, tx).await)
-                    .await
-            }
-            TxShape::Client => {
-                self.on_connection(async |conn| transact_client_side(conn, client, tx).await)
-                    .await
-            }
-        }
+        let shape = self.tx_shape;
+        self.on_connection(async |conn| match shape {
+            TxShape::Statement => transact_statement(conn, client, tx).await,
+            TxShape::Client => transact_client_side(conn, client, tx).await,
+        })
+        .await
     }
 
     pub async fn statement(&self, client: i32) -> Result<Option<Statement>, DbError> {

@@ -19,20 +19,38 @@ async fn wait_for_status(target: &Target, status: StatusCode, within: Duration) 
     }
 }
 
+/// An API instance on a PostgreSQL cluster of its own, which the test may stop and start,
+/// after one applied debit. Fields drop in order: the API goes before its database.
+struct OwnDatabase {
+    target: Target,
+    _api: Process,
+    _dir: TempDir,
+    cluster: Cluster,
+}
+
+impl OwnDatabase {
+    async fn start(name: &str, env: &[(&str, &str)]) -> OwnDatabase {
+        let cluster = Cluster::start();
+        let dir = TempDir::new(name);
+        let api = spawn_api(cluster.url(), &dir.join("api.sock"), env);
+        let target = Target::Unix(dir.join("api.sock"));
+        assert_eq!(
+            target.post("/clientes/1/transacoes", DEBIT).await.status,
+            StatusCode::OK
+        );
+        OwnDatabase {
+            target,
+            _api: api,
+            _dir: dir,
+            cluster,
+        }
+    }
+}
+
 #[tokio::test]
 async fn database_outage_gives_quick_503s_and_recovers() {
-    let cluster = Cluster::start();
-    let dir = TempDir::new("outage");
-    let _api = spawn_api(
-        cluster.url(),
-        &dir.join("api.sock"),
-        &[("DB_TIMEOUT_MS", "1000")],
-    );
-    let target = Target::Unix(dir.join("api.sock"));
-    assert_eq!(
-        target.post("/clientes/1/transacoes", DEBIT).await.status,
-        StatusCode::OK
-    );
+    let own = OwnDatabase::start("outage", &[("DB_TIMEOUT_MS", "1000")]).await;
+    let (target, cluster) = (&own.target, &own.cluster);
 
     for kill in [false, true] {
         cluster.stop(kill);
@@ -54,7 +72,7 @@ async fn database_outage_gives_quick_503s_and_recovers() {
             );
         }
         cluster.restart();
-        wait_for_status(&target, StatusCode::OK, Duration::from_secs(15)).await;
+        wait_for_status(target, StatusCode::OK, Duration::from_secs(15)).await;
         assert_eq!(
             target.post("/clientes/1/transacoes", DEBIT).await.status,
             StatusCode::OK
@@ -71,18 +89,8 @@ async fn database_outage_gives_quick_503s_and_recovers() {
 /// request per connection.
 #[tokio::test]
 async fn a_database_restart_costs_at_most_one_request() {
-    let cluster = Cluster::start();
-    let dir = TempDir::new("restart");
-    let _api = spawn_api(
-        cluster.url(),
-        &dir.join("api.sock"),
-        &[("DB_POOL_SIZE", "5")],
-    );
-    let target = Target::Unix(dir.join("api.sock"));
-    assert_eq!(
-        target.post("/clientes/1/transacoes", DEBIT).await.status,
-        StatusCode::OK
-    );
+    let own = OwnDatabase::start("restart", &[("DB_POOL_SIZE", "5")]).await;
+    let (target, cluster) = (&own.target, &own.cluster);
 
     for kill in [false, true] {
         cluster.stop(kill);
