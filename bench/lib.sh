@@ -57,6 +57,27 @@ peak_mb() {
     awk '{printf "%.1f", $1 / 1e6}' "$f"
 }
 
+# The stack's services, as compose.yaml names them.
+services="db api1 api2 lb"
+
+# mark_cpu: remembers every service's CPU time so far, for service_costs.
+mark_cpu() {
+    declare -gA cpu_mark
+    local s
+    for s in $services; do cpu_mark[$s]=$(cpu_ns "$s"); done
+}
+
+# service_costs: a JSON object, per service the CPU milliseconds used since mark_cpu and the
+# peak memory: {"db": {"cpu_ms": 1.0, "peak_mb": 2.0}, ...}. Call before stop_stack.
+service_costs() {
+    local s json=""
+    for s in $services; do
+        json+=$(printf '"%s": {"cpu_ms": %.1f, "peak_mb": %s}, ' "$s" \
+            "$(( $(cpu_ns "$s") - ${cpu_mark[$s]} ))e-6" "$(peak_mb "$s")")
+    done
+    echo "{${json%, }}"
+}
+
 # median of the numbers on standard input
 median() {
     sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
