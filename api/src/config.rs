@@ -3,21 +3,14 @@
 //! Every knob lives here, so the README's table and the code cannot drift apart silently:
 //! each error message names the variable and says how to fix it.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use serverkit::config::number;
+use serverkit::listen::Listen;
 
 use sqlx::postgres::PgConnectOptions;
-
-/// Where the HTTP server listens.
-#[derive(Debug, Clone)]
-pub enum Listen {
-    Unix(PathBuf),
-    Tcp(SocketAddr),
-}
 
 /// How a credit or debit is run against PostgreSQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +24,8 @@ pub enum TxShape {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: PgConnectOptions,
-    pub listen: Listen,
+    /// Every source of connections: HTTP on a Unix socket or TCP, and/or a handoff socket.
+    pub listen: Vec<Listen>,
     pub pool_size: u32,
     pub workers: usize,
     /// How long to wait for the database at start before giving up.
@@ -41,6 +35,8 @@ pub struct Config {
     pub db_timeout: Duration,
     pub tx_shape: TxShape,
     pub max_connections: usize,
+    /// How long in-flight requests get to finish after a shutdown signal.
+    pub drain: Duration,
 }
 
 impl Config {
@@ -65,27 +61,26 @@ impl Config {
         let database = PgConnectOptions::from_str(&url)
             .map_err(|e| format!("DATABASE_URL is not a valid PostgreSQL URL ({e})"))?;
 
-        let listen = match (get("API_SOCKET"), get("API_LISTEN")) {
-            (Some(path), None) => {
-                let path = PathBuf::from(path);
-                if path.file_name().is_none() {
-                    return Err(format!("API_SOCKET={} is not a file path", path.display()));
-                }
-                Listen::Unix(path)
-            }
-            (None, Some(addr)) => Listen::Tcp(addr.parse().map_err(|_| {
+        let mut listen = match (get("API_SOCKET"), get("API_LISTEN")) {
+            (Some(path), None) => vec![Listen::Unix(socket_path("API_SOCKET", &path)?)],
+            (None, Some(addr)) => vec![Listen::Tcp(addr.parse().map_err(|_| {
                 format!("API_LISTEN={addr} is not host:port with a numeric IP, e.g. 0.0.0.0:8080")
-            })?),
+            })?)],
             (Some(_), Some(_)) => {
-                return Err("API_SOCKET and API_LISTEN are both set: set exactly one".into())
+                return Err("API_SOCKET and API_LISTEN are both set: set at most one".into())
             }
-            (None, None) => {
-                return Err(
-                    "set API_SOCKET=/path/to/api.sock (Unix socket) or API_LISTEN=host:port (TCP)"
-                        .into(),
-                )
-            }
+            (None, None) => Vec::new(),
         };
+        if let Some(path) = get("API_HANDOFF_SOCKET") {
+            listen.push(Listen::Handoff(socket_path("API_HANDOFF_SOCKET", &path)?));
+        }
+        if listen.is_empty() {
+            return Err(
+                "set API_SOCKET=/path/to/api.sock (Unix socket), API_LISTEN=host:port (TCP) \
+                 and/or API_HANDOFF_SOCKET=/path/to/api.handoff (connections from the balancer)"
+                    .into(),
+            );
+        }
 
         let tx_shape = match get("DB_TX_SHAPE").as_deref() {
             None | Some("statement") => TxShape::Statement,
@@ -106,8 +101,22 @@ impl Config {
             db_timeout: Duration::from_millis(number(&get, "DB_TIMEOUT_MS", 2000, 1..=600_000)?),
             tx_shape,
             max_connections: number(&get, "API_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
+            drain: Duration::from_secs(number(&get, "API_DRAIN_SECS", 10, 0..=3600)?),
         })
     }
+}
+
+/// A socket path from variable `name`: absolute, since the balancer in another container
+/// (or process) reaches it by the same name.
+fn socket_path(name: &str, path: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(path);
+    if !path.is_absolute() || path.file_name().is_none() {
+        return Err(format!(
+            "{name}={} is not an absolute file path",
+            path.display()
+        ));
+    }
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -124,9 +133,8 @@ mod tests {
     #[test]
     fn minimal_unix_config_uses_defaults() {
         let config = parse(&[DB, ("API_SOCKET", "/tmp/api.sock")]).unwrap();
-        assert!(
-            matches!(config.listen, Listen::Unix(ref p) if p.to_str() == Some("/tmp/api.sock"))
-        );
+        assert_eq!(config.listen, [Listen::Unix("/tmp/api.sock".into())]);
+        assert_eq!(config.drain, Duration::from_secs(10));
         assert_eq!(config.pool_size, 5);
         assert_eq!(config.workers, 1);
         assert_eq!(config.tx_shape, TxShape::Statement);
@@ -143,7 +151,26 @@ mod tests {
             ("API_LISTEN", "127.0.0.1:8080"),
         ])
         .unwrap();
-        assert!(matches!(config.listen, Listen::Tcp(a) if a.port() == 8080));
+        assert!(matches!(config.listen[..], [Listen::Tcp(a)] if a.port() == 8080));
+    }
+
+    #[test]
+    fn a_handoff_socket_alone_or_beside_http() {
+        let alone = parse(&[DB, ("API_HANDOFF_SOCKET", "/run/api1.handoff")]).unwrap();
+        assert_eq!(alone.listen, [Listen::Handoff("/run/api1.handoff".into())]);
+        let both = parse(&[
+            DB,
+            ("API_SOCKET", "/run/api1.sock"),
+            ("API_HANDOFF_SOCKET", "/run/api1.handoff"),
+        ])
+        .unwrap();
+        assert_eq!(
+            both.listen,
+            [
+                Listen::Unix("/run/api1.sock".into()),
+                Listen::Handoff("/run/api1.handoff".into())
+            ]
+        );
     }
 
     #[test]
@@ -160,6 +187,18 @@ mod tests {
                 "both set",
             ),
             (&[DB, ("API_LISTEN", "localhost")], "API_LISTEN=localhost"),
+            (
+                &[DB, ("API_HANDOFF_SOCKET", "api.handoff")],
+                "API_HANDOFF_SOCKET=api.handoff is not an absolute",
+            ),
+            (
+                &[DB, ("API_SOCKET", "/")],
+                "API_SOCKET=/ is not an absolute file path",
+            ),
+            (
+                &[DB, ("API_SOCKET", "/a"), ("API_DRAIN_SECS", "soon")],
+                "API_DRAIN_SECS=soon",
+            ),
             (
                 &[DB, ("API_SOCKET", "/a"), ("DB_POOL_SIZE", "0")],
                 "DB_POOL_SIZE=0",

@@ -31,6 +31,9 @@ pub enum Mode {
     Http,
     /// L4: pick an upstream per client connection and copy bytes both ways.
     Tcp,
+    /// Pass each client connection itself to an upstream (its descriptor, over the
+    /// upstream's handoff socket): the upstream answers the client directly.
+    Handoff,
 }
 
 impl Mode {
@@ -38,6 +41,7 @@ impl Mode {
         match self {
             Mode::Http => "http",
             Mode::Tcp => "tcp",
+            Mode::Handoff => "handoff",
         }
     }
 }
@@ -91,18 +95,33 @@ impl Config {
         let mode = match get("LB_MODE").as_deref() {
             None | Some("http") => Mode::Http,
             Some("tcp") => Mode::Tcp,
+            Some("handoff") => Mode::Handoff,
             Some(other) => {
                 return Err(format!(
-                    "LB_MODE={other} is not valid: use http (default) or tcp"
+                    "LB_MODE={other} is not valid: use http (default), tcp or handoff"
                 ))
             }
         };
-        if mode == Mode::Tcp && strategy.needs_request() {
+        if mode != Mode::Http && strategy.needs_request() {
             return Err(format!(
-                "LB_STRATEGY={strategy_text} needs LB_MODE=http: tcp mode never reads the request; \
+                "LB_STRATEGY={strategy_text} needs LB_MODE=http: {} mode never reads the request; \
                  use one of {}",
-                Strategy::NAMES.iter().filter(|n| !Strategy::parse(n).unwrap().needs_request()).copied().collect::<Vec<_>>().join(", ")
+                mode.name(),
+                Strategy::NAMES
+                    .iter()
+                    .filter(|n| !Strategy::parse(n).unwrap().needs_request())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
+        }
+        if mode == Mode::Handoff {
+            if let Some(tcp) = upstreams.iter().find(|u| matches!(u, UpstreamAddr::Tcp(_))) {
+                return Err(format!(
+                    "LB_UPSTREAMS entry {tcp} is not a Unix socket: LB_MODE=handoff passes connections \
+                     over the APIs' handoff sockets (API_HANDOFF_SOCKET), /abs/path or unix:/abs/path"
+                ));
+            }
         }
 
         let admin = match get("LB_ADMIN") {
@@ -182,6 +201,14 @@ mod tests {
         assert_eq!(config.mode, Mode::Http);
         assert_eq!(config.workers, 1);
         assert!(config.admin.is_none());
+        let handoff = parse(&[
+            ("LB_UPSTREAMS", "/run/a.handoff,unix:/run/b.handoff"),
+            ("LB_MODE", "handoff"),
+            ("LB_STRATEGY", "least-connections"),
+        ])
+        .unwrap();
+        assert_eq!(handoff.mode, Mode::Handoff);
+        assert_eq!(handoff.strategy, Strategy::LeastConnections);
     }
 
     #[test]
@@ -209,6 +236,18 @@ mod tests {
                 "round-robin, least-connections, random, power-of-two, client-hash",
             ),
             (&[("LB_UPSTREAMS", "/a"), ("LB_MODE", "udp")], "LB_MODE=udp"),
+            (
+                &[
+                    ("LB_UPSTREAMS", "/a"),
+                    ("LB_MODE", "handoff"),
+                    ("LB_STRATEGY", "client-hash"),
+                ],
+                "needs LB_MODE=http: handoff mode never reads the request",
+            ),
+            (
+                &[("LB_UPSTREAMS", "/a,api2:8080"), ("LB_MODE", "handoff")],
+                "api2:8080 is not a Unix socket",
+            ),
             (
                 &[
                     ("LB_UPSTREAMS", "/a"),

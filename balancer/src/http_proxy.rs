@@ -15,7 +15,7 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENG
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use serverkit::io::QuietStream;
+use serverkit::quiet::QuietStream;
 
 use crate::state::State;
 use crate::upstream::{Sender, Stream, Upstream};
@@ -185,34 +185,20 @@ async fn connect(upstream: &Upstream, state: &State) -> Result<Sender, ()> {
         .connect(state.config.connect_timeout)
         .await
         .map_err(|_| ())?;
-    let builder = hyper::client::conn::http1::Builder::new();
-    // Pooled connections only ever need to wake for responses: see serverkit::io.
-    let sender = match stream {
-        Stream::Unix(s) => {
-            spawn_connection(builder.handshake(TokioIo::new(quiet(s.into_std())?)).await)
-        }
-        Stream::Tcp(s) => {
-            spawn_connection(builder.handshake(TokioIo::new(quiet(s.into_std())?)).await)
-        }
+    let fd: std::os::fd::OwnedFd = match stream {
+        Stream::Unix(s) => s.into_std().map_err(|_| ())?.into(),
+        Stream::Tcp(s) => s.into_std().map_err(|_| ())?.into(),
     };
-    sender.ok_or(())
-}
-
-fn quiet<S: std::os::fd::AsRawFd>(stream: std::io::Result<S>) -> Result<QuietStream<S>, ()> {
-    stream.and_then(QuietStream::new).map_err(|_| ())
-}
-
-fn spawn_connection<IO>(
-    handshake: hyper::Result<(Sender, hyper::client::conn::http1::Connection<IO, Body>)>,
-) -> Option<Sender>
-where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (sender, connection) = handshake.ok()?;
+    // Pooled connections only ever need to wake for responses: see serverkit::quiet.
+    let stream = QuietStream::new(fd).map_err(|_| ())?;
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| ())?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    Some(sender)
+    Ok(sender)
 }
 
 /// Removes the headers that describe one connection rather than the message (RFC 9110 §7.6.1):

@@ -4,21 +4,29 @@
 
 use std::sync::Arc;
 
-use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serverkit::server::Connection;
 use tokio::net::TcpStream;
 
 use crate::state::State;
+use crate::unavailable;
 use crate::upstream::Stream;
 
-/// Sent when no upstream accepts a connection. Every upstream here speaks HTTP, so a plain
-/// 503 tells the client more than a reset would.
-const UNAVAILABLE: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-content-length: 32\r\nconnection: close\r\n\r\n{\"erro\":\"no upstream available\"}";
+/// Copies bytes between the client and an upstream in a task of its own, holding the
+/// connection's permit until both sides are done.
+pub fn spawn(connection: Connection, state: Arc<State>) {
+    let Connection { fd, permit } = connection;
+    match TcpStream::from_std(std::net::TcpStream::from(fd)) {
+        Ok(client) => {
+            tokio::spawn(async move {
+                handle(client, state).await;
+                drop(permit);
+            });
+        }
+        Err(e) => eprintln!("balancer: cannot register a connection: {e}"),
+    }
+}
 
-pub async fn handle(mut client: TcpStream, state: Arc<State>) {
+async fn handle(mut client: TcpStream, state: Arc<State>) {
     for index in state.selection.candidates(&state.upstreams, None) {
         let upstream = &state.upstreams[index];
         if upstream.is_down() {
@@ -38,30 +46,5 @@ pub async fn handle(mut client: TcpStream, state: Arc<State>) {
             Err(_) => upstream.mark_failed(),
         }
     }
-    refuse(client).await;
-}
-
-/// Answers 503 and closes politely: the request is read first and the client's side
-/// drained after, because closing a socket with unread bytes sends a reset that can
-/// destroy the answer before the client reads it.
-async fn refuse(mut client: TcpStream) {
-    let mut buffer = [0u8; 4096];
-    let patience = Duration::from_millis(500);
-    let _ = tokio::time::timeout(patience, client.read(&mut buffer)).await;
-    if client.write_all(UNAVAILABLE).await.is_ok() && client.shutdown().await.is_ok() {
-        let _ = tokio::time::timeout(patience, async {
-            while matches!(client.read(&mut buffer).await, Ok(n) if n > 0) {}
-        })
-        .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn unavailable_content_length_matches() {
-        let text = std::str::from_utf8(super::UNAVAILABLE).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("content-length: {}", body.len())));
-    }
+    unavailable::refuse(client).await;
 }

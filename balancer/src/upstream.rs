@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
+use serverkit::load::{count_path, CountView};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::UpstreamAddr;
@@ -34,6 +35,9 @@ pub struct Upstream {
     /// Milliseconds on `clock()` before which the upstream is skipped; 0 when up.
     down_until: AtomicU64,
     idle: Mutex<Vec<Sender>>,
+    /// The connections the upstream itself reports open (handoff mode, where the balancer
+    /// never sees a connection close): `serverkit::load`.
+    reported: Mutex<Option<CountView>>,
 }
 
 /// Counts one request or connection in flight for as long as it lives.
@@ -60,11 +64,31 @@ impl Upstream {
             consecutive_failures: AtomicU32::new(0),
             down_until: AtomicU64::new(0),
             idle: Mutex::new(Vec::new()),
+            reported: Mutex::new(None),
         }
     }
 
+    /// Requests (http mode) or connections (tcp mode) in flight through us, plus the
+    /// connections the upstream reports open itself (handoff mode).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Relaxed)
+        let reported = self.reported.lock().unwrap();
+        self.in_flight.load(Relaxed) + reported.as_ref().map_or(0, |c| c.get() as usize)
+    }
+
+    /// Starts (or keeps) reading the count the upstream publishes beside its handoff socket
+    /// at `socket`; a restarted upstream reuses the file, a new file is mapped afresh.
+    pub fn read_reported_count(&self, socket: &std::path::Path) -> std::io::Result<()> {
+        let path = count_path(socket);
+        let mut reported = self.reported.lock().unwrap();
+        if !reported.as_ref().is_some_and(|c| c.maps(&path)) {
+            *reported = Some(CountView::open(&path)?);
+        }
+        Ok(())
+    }
+
+    /// Counts connections handed over to this upstream (handoff mode).
+    pub fn handed_over(&self, connections: usize) {
+        self.requests.fetch_add(connections as u64, Relaxed);
     }
 
     /// Starts counting a request (or, in tcp mode, a connection) against this upstream.

@@ -18,7 +18,7 @@ async fn forwards_requests_and_responses_intact() {
     let dir = TempDir::new("lb-fwd");
     let stub = Stub::start(&dir, "a");
     for mode in MODES {
-        let lb = Balancer::start(&[&stub.socket], &[("LB_MODE", mode)]);
+        let lb = Balancer::start(&[stub.addr(mode)], &[("LB_MODE", mode)]);
         let body = r#"{"valor": 4321, "tipo": "d", "descricao": "aZ3k9QpL0x"}"#;
         let reply = lb.target.post("/clientes/3/transacoes?x=1", body).await;
         assert_eq!(reply.status, StatusCode::OK, "{mode}");
@@ -120,9 +120,11 @@ async fn malformed_and_oversized_requests_never_reach_an_upstream() {
 async fn strategies_distribute_as_designed() {
     let dir = TempDir::new("lb-dist");
     let stubs = [Stub::start(&dir, "a"), Stub::start(&dir, "b")];
-    let sockets = [&stubs[0].socket, &stubs[1].socket];
     for (strategy, mode) in STRATEGY_MODES {
-        let lb = Balancer::start(&sockets, &[("LB_STRATEGY", strategy), ("LB_MODE", mode)]);
+        let lb = Balancer::start(
+            &[stubs[0].addr(mode), stubs[1].addr(mode)],
+            &[("LB_STRATEGY", strategy), ("LB_MODE", mode)],
+        );
         let mut picks = Vec::new();
         for i in 0..100 {
             let reply = lb
@@ -172,11 +174,13 @@ async fn least_loaded_strategies_avoid_the_slow_upstream() {
         ("round-robin", "http"),
         ("least-connections", "http"),
         ("least-connections", "tcp"),
+        ("least-connections", "handoff"),
         ("power-of-two", "http"),
         ("power-of-two", "tcp"),
+        ("power-of-two", "handoff"),
     ] {
         let lb = Balancer::start(
-            &[&slow.socket, &fast.socket],
+            &[slow.addr(mode), fast.addr(mode)],
             &[("LB_STRATEGY", strategy), ("LB_MODE", mode)],
         );
         // Ten clients in parallel, eight requests each: slow answers keep requests in flight.
@@ -212,14 +216,14 @@ async fn failover_when_an_upstream_dies_mid_run() {
         for crash in [false, true] {
             let dir = TempDir::new("lb-fail");
             let (a, b) = (Stub::start(&dir, "a"), Stub::start(&dir, "b"));
-            let lb = Balancer::start(&[&a.socket, &b.socket], &[("LB_MODE", mode)]);
+            let lb = Balancer::start(&[a.addr(mode), b.addr(mode)], &[("LB_MODE", mode)]);
             for _ in 0..10 {
                 assert_eq!(lb.target.get("/warm").await.status, StatusCode::OK);
             }
             if crash {
-                a.kill(); // pooled connections close, socket gone
+                a.kill(); // pooled connections and handoff links close, sockets gone
             } else {
-                std::fs::remove_file(&a.socket).unwrap(); // socket removed, process still up
+                std::fs::remove_file(a.addr(mode)).unwrap(); // socket removed, process still up
             }
             for i in 0..40 {
                 let reply = lb
@@ -235,8 +239,8 @@ async fn failover_when_an_upstream_dies_mid_run() {
                     assert_eq!(upstream_of(&reply), "b");
                 }
             }
-            // A removed socket leaves the running process reachable over pooled connections,
-            // so either may have served; what matters is exactly one delivery of each POST.
+            // A removed socket leaves the running process reachable over pooled connections
+            // (or its handoff link), so either may have served; what matters is exactly one delivery of each POST.
             for i in 0..40 {
                 let body = format!("POST /clientes/1/transacoes after {i}");
                 let copies = a
@@ -279,9 +283,10 @@ async fn a_post_is_never_delivered_twice_but_a_get_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_upstream_up_gives_503_at_once() {
-    let dir = TempDir::new("lb-none");
-    let missing = [dir.join("x.sock"), dir.join("y.sock")];
     for mode in MODES {
+        let dir = TempDir::new("lb-none");
+        // Where stubs named x and y would listen in this mode.
+        let missing = [Stub::path(&dir, "x", mode), Stub::path(&dir, "y", mode)];
         let lb = Balancer::start(&[&missing[0], &missing[1]], &[("LB_MODE", mode)]);
         for _ in 0..5 {
             let started = Instant::now();
@@ -328,7 +333,7 @@ async fn sigterm_drains_in_flight_requests() {
     let dir = TempDir::new("lb-term");
     let stub = Stub::start(&dir, "a");
     for mode in MODES {
-        let lb = Balancer::start(&[&stub.socket], &[("LB_MODE", mode)]);
+        let lb = Balancer::start(&[stub.addr(mode)], &[("LB_MODE", mode)]);
         let target = lb.target.clone();
         let in_flight = tokio::spawn(async move { target.get("/slow/700").await });
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -1,7 +1,7 @@
 //! The real stack: two `api` processes on a fresh PostgreSQL database behind the real
 //! balancer. The official validation phases (spec §2.4 A–F) pass with every strategy and mode.
 
-use testkit::{run_validations, Balancer, TestApi, STRATEGY_MODES};
+use testkit::{handoff_socket, run_validations, Balancer, TestApi, STRATEGY_MODES};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_validations_pass_through_every_strategy_and_mode() {
@@ -12,8 +12,13 @@ async fn official_validations_pass_through_every_strategy_and_mode() {
         else {
             unreachable!("TestApi listens on Unix sockets")
         };
+        let (first, second) = if mode == "handoff" {
+            (handoff_socket(first), handoff_socket(second))
+        } else {
+            (first.clone(), second.clone())
+        };
         let lb = Balancer::start(
-            &[first, second],
+            &[&first, &second],
             &[("LB_STRATEGY", strategy), ("LB_MODE", mode)],
         );
         eprintln!("validations through {strategy}/{mode}");

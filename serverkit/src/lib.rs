@@ -1,6 +1,12 @@
 //! What the api and the balancer share as long-running servers.
 
 pub mod config;
+pub mod handoff;
 pub mod http;
-pub mod io;
 pub mod lifecycle;
+pub mod limit;
+pub mod listen;
+pub mod load;
+pub mod quiet;
+pub mod server;
+pub mod timer;

@@ -14,21 +14,25 @@ pub use client::{Reply, Target};
 pub use hyper::{Method, StatusCode};
 pub use official::run_validations;
 pub use postgres::{Cluster, RowLock, TestDb};
-pub use process::{binary, spawn_api, Process};
+pub use process::{binary, handoff_socket, spawn_api, Process};
 pub use stack::{free_port, Balancer, TestApi};
 
 use std::path::PathBuf;
 
-/// Every strategy with every mode it supports (client-hash needs http).
-pub const STRATEGY_MODES: [(&str, &str); 9] = [
+/// Every strategy with every mode it supports (client-hash reads the request: http only).
+pub const STRATEGY_MODES: [(&str, &str); 13] = [
     ("round-robin", "http"),
     ("round-robin", "tcp"),
+    ("round-robin", "handoff"),
     ("least-connections", "http"),
     ("least-connections", "tcp"),
+    ("least-connections", "handoff"),
     ("random", "http"),
     ("random", "tcp"),
+    ("random", "handoff"),
     ("power-of-two", "http"),
     ("power-of-two", "tcp"),
+    ("power-of-two", "handoff"),
     ("client-hash", "http"),
 ];
 

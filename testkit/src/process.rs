@@ -127,12 +127,20 @@ impl Drop for Process {
     }
 }
 
+/// Where `spawn_api` puts the handoff socket of an API listening on `socket`.
+pub fn handoff_socket(socket: &Path) -> PathBuf {
+    socket.with_extension("handoff")
+}
+
 /// Starts the `api` binary on a Unix socket against `database_url`, with `extra` environment
-/// on top, and waits until it accepts connections.
+/// on top, and waits until it accepts connections. It also takes connections handed over by
+/// a balancer, on `handoff_socket(socket)`.
 pub fn spawn_api(database_url: &str, socket: &Path, extra: &[(&str, &str)]) -> Process {
+    let handoff = handoff_socket(socket);
     let mut env = vec![
         ("DATABASE_URL", database_url),
         ("API_SOCKET", socket.to_str().unwrap()),
+        ("API_HANDOFF_SOCKET", handoff.to_str().unwrap()),
     ];
     env.extend_from_slice(extra);
     let mut process = Process::spawn(&binary("api"), &env);

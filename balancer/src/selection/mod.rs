@@ -90,6 +90,11 @@ impl Strategy {
         self == Strategy::ClientHash
     }
 
+    /// Whether the strategy reads how busy each upstream is.
+    pub fn needs_load(self) -> bool {
+        matches!(self, Strategy::LeastConnections | Strategy::PowerOfTwo)
+    }
+
     pub fn build(self) -> Box<dyn Select> {
         match self {
             Strategy::RoundRobin => Box::new(RoundRobin::default()),

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,18 +13,61 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serverkit::listen::Listen;
+use serverkit::quiet::QuietStream;
+use serverkit::server::{Connection, Drain, Handler, Server};
 use testkit::TempDir;
 use tokio::task::JoinHandle;
 
-/// An upstream that answers with what it received, and records every request it saw.
+/// An upstream that answers with what it received, and records every request it saw. It
+/// serves HTTP on a Unix socket (`socket`, for http and tcp modes) and the connections a
+/// balancer hands over (`handoff`), through serverkit's server loop like the API.
 /// Paths change its behaviour: `/slow/{ms}` answers late, `/status/{code}` answers that
 /// status, `/hangup` reads the request and closes the connection without answering, and
 /// `/hangup-on/{name}` does that only on the stub of that name.
 pub struct Stub {
     pub name: String,
     pub socket: PathBuf,
+    pub handoff: PathBuf,
     seen: Arc<Mutex<Vec<String>>>,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    dead: Arc<AtomicBool>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    server: Mutex<Option<JoinHandle<Result<(), String>>>>,
+}
+
+struct Serve {
+    name: String,
+    delay: Duration,
+    seen: Arc<Mutex<Vec<String>>>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    dead: Arc<AtomicBool>,
+}
+
+impl Handler for Serve {
+    fn serve(&self, batch: &mut Vec<Connection>, _drain: &Drain) {
+        for Connection { fd, permit } in batch.drain(..) {
+            if self.dead.load(Ordering::SeqCst) {
+                continue; // crashed: whatever was still queued for it is lost
+            }
+            let stream = QuietStream::new(fd).unwrap();
+            let (name, seen, delay) = (self.name.clone(), self.seen.clone(), self.delay);
+            let service = hyper::service::service_fn(move |request| {
+                let (name, seen) = (name.clone(), seen.clone());
+                async move {
+                    tokio::time::sleep(delay).await;
+                    answer(name, seen, request).await
+                }
+            });
+            let connection = tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                drop(permit);
+            });
+            self.tasks.lock().unwrap().push(connection);
+        }
+    }
 }
 
 impl Stub {
@@ -33,35 +77,55 @@ impl Stub {
 
     /// A stub that waits `delay` before every answer.
     pub fn start_slow(dir: &TempDir, name: &str, delay: Duration) -> Stub {
-        let socket = dir.join(&format!("{name}.sock"));
-        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let socket = Stub::path(dir, name, "http");
+        let handoff = Stub::path(dir, name, "handoff");
+        let server = Server::bind(
+            &[
+                Listen::Unix(socket.clone()),
+                Listen::Handoff(handoff.clone()),
+            ],
+            1024,
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::new(Mutex::new(Vec::new()));
-        let (name_c, seen_c, tasks_c) = (name.to_owned(), seen.clone(), tasks.clone());
-        let accept = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (name, seen) = (name_c.clone(), seen_c.clone());
-                let service = hyper::service::service_fn(move |request| {
-                    let (name, seen) = (name.clone(), seen.clone());
-                    async move {
-                        tokio::time::sleep(delay).await;
-                        answer(name, seen, request).await
-                    }
-                });
-                let connection = tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                tasks_c.lock().unwrap().push(connection);
-            }
+        let dead = Arc::new(AtomicBool::new(false));
+        let serve = Arc::new(Serve {
+            name: name.to_owned(),
+            delay,
+            seen: seen.clone(),
+            tasks: tasks.clone(),
+            dead: dead.clone(),
         });
-        tasks.lock().unwrap().push(accept);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server.run("stub", serve, async {
+            let _ = stopped.await;
+        }));
         Stub {
             name: name.to_owned(),
             socket,
+            handoff,
             seen,
             tasks,
+            dead,
+            stop: Mutex::new(Some(stop)),
+            server: Mutex::new(Some(server)),
+        }
+    }
+
+    /// Where a stub called `name` in `dir` is reached by a balancer in `mode`.
+    pub fn path(dir: &TempDir, name: &str, mode: &str) -> PathBuf {
+        let extension = if mode == "handoff" { "handoff" } else { "sock" };
+        dir.join(&format!("{name}.{extension}"))
+    }
+
+    /// Where a balancer in `mode` reaches this stub.
+    pub fn addr(&self, mode: &str) -> &PathBuf {
+        if mode == "handoff" {
+            &self.handoff
+        } else {
+            &self.socket
         }
     }
 
@@ -74,12 +138,24 @@ impl Stub {
         self.seen.lock().unwrap().len()
     }
 
-    /// Like a crashed process: every connection closes and the socket file goes away.
+    /// Like a crashed process: every connection closes, connections still queued for it are
+    /// lost, and both socket files go away. Returns once all of that is done.
     pub fn kill(&self) {
+        self.dead.store(true, Ordering::SeqCst);
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
         }
-        let _ = std::fs::remove_file(&self.socket);
+        if let Some(stop) = self.stop.lock().unwrap().take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.lock().unwrap().take() {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(server)
+                    .unwrap()
+                    .unwrap()
+            });
+        }
     }
 }
 
@@ -139,4 +215,4 @@ async fn answer(
     Ok(response)
 }
 
-pub const MODES: [&str; 2] = ["http", "tcp"];
+pub const MODES: [&str; 3] = ["http", "tcp", "handoff"];

@@ -1,5 +1,4 @@
-//! Sockets that wake their task only when there is something to read, and the other
-//! per-connection economies of both servers.
+//! Sockets that wake their task only when there is something to read.
 //!
 //! tokio registers every socket for both read and write readiness, edge-triggered. For a
 //! request/response proxy or server that is one wasted wake-up per message: when the peer
@@ -11,9 +10,12 @@
 //! `QuietStream` registers for reads only and writes directly. Our messages are a few hundred
 //! bytes against socket buffers of hundreds of kilobytes, so a write almost never finds the
 //! buffer full; when it does, it retries on a short timer instead of a readiness event.
+//!
+//! Both types hold a plain descriptor, whatever its family: a TCP connection, a Unix one, or
+//! one another process handed over (`crate::handoff`) are served the same way.
 
-use std::io::{self, IoSlice, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -24,45 +26,53 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 /// How long a write that found the socket buffer full waits before trying again.
 const WRITE_RETRY: Duration = Duration::from_millis(1);
 
-/// Registers a socket for read readiness. `S` owns its descriptor (a std socket), which
-/// stays open and the same for as long as the `AsyncFd` lives: the safety contract.
-fn register<S: AsRawFd>(socket: S) -> io::Result<AsyncFd<S>> {
-    // SAFETY: see above; the descriptor is owned by `socket`, which the AsyncFd owns.
-    unsafe { AsyncFd::register_with_interest(socket, Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)
+/// Registers a descriptor for read readiness. The `OwnedFd` stays open and the same for as
+/// long as the `AsyncFd` lives: the safety contract.
+pub(crate) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: see above; the AsyncFd owns the descriptor.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)
+}
+
+/// The result of a system call that returns a count or -1.
+pub(crate) fn check(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
 }
 
 /// A non-blocking stream socket registered for read readiness only.
-pub struct QuietStream<S: AsRawFd> {
-    fd: AsyncFd<S>,
+pub struct QuietStream {
+    fd: AsyncFd<OwnedFd>,
     retry: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl<S: AsRawFd> QuietStream<S> {
-    /// `stream` must already be in non-blocking mode.
-    pub fn new(stream: S) -> io::Result<QuietStream<S>> {
+impl QuietStream {
+    /// `fd` must be a connected stream socket in non-blocking mode.
+    pub fn new(fd: impl Into<OwnedFd>) -> io::Result<QuietStream> {
         Ok(QuietStream {
-            fd: register(stream)?,
+            fd: register(fd.into())?,
             retry: None,
         })
     }
 
-    pub fn get_ref(&self) -> &S {
-        self.fd.get_ref()
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.get_ref().as_raw_fd()
     }
 
     /// Turns a full-buffer `WouldBlock` into a wait on the retry timer.
-    fn write_with<T>(
+    fn write_with(
         &mut self,
         cx: &mut Context<'_>,
-        write: impl Fn(&S) -> io::Result<T>,
-    ) -> Poll<io::Result<T>> {
+        write: impl Fn(RawFd) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
         loop {
             if let Some(sleep) = self.retry.as_mut() {
                 ready!(std::future::Future::poll(sleep.as_mut(), cx));
                 self.retry = None;
             }
-            match write(self.fd.get_ref()) {
+            match write(self.raw_fd()) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.retry = Some(Box::pin(tokio::time::sleep(WRITE_RETRY)));
                 }
@@ -72,7 +82,7 @@ impl<S: AsRawFd> QuietStream<S> {
     }
 }
 
-impl<S: AsRawFd + Unpin> AsyncRead for QuietStream<S> {
+impl AsyncRead for QuietStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -86,14 +96,9 @@ impl<S: AsRawFd + Unpin> AsyncRead for QuietStream<S> {
             let room = unfilled.len();
             let result = guard.try_io(|fd| {
                 // SAFETY: `unfilled` is valid for `room` bytes of writes.
-                let n = unsafe {
+                check(unsafe {
                     libc::read(fd.get_ref().as_raw_fd(), unfilled.as_mut_ptr().cast(), room)
-                };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n as usize)
-                }
+                })
             });
             match result {
                 Ok(Ok(n)) => {
@@ -114,16 +119,16 @@ impl<S: AsRawFd + Unpin> AsyncRead for QuietStream<S> {
     }
 }
 
-impl<S: AsRawFd + Unpin> AsyncWrite for QuietStream<S>
-where
-    for<'a> &'a S: Write,
-{
+impl AsyncWrite for QuietStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().write_with(cx, |mut s| s.write(buf))
+        self.get_mut().write_with(cx, |fd| {
+            // SAFETY: `buf` is valid for `buf.len()` bytes of reads.
+            check(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+        })
     }
 
     fn poll_write_vectored(
@@ -131,8 +136,12 @@ where
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut()
-            .write_with(cx, |mut s| s.write_vectored(bufs))
+        let count = bufs.len().min(libc::UIO_MAXIOV as usize) as libc::c_int;
+        self.get_mut().write_with(cx, |fd| {
+            // SAFETY: IoSlice is ABI-compatible with iovec on Unix (documented by std), and
+            // every slice is valid for reads.
+            check(unsafe { libc::writev(fd, bufs.as_ptr().cast(), count) })
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -150,123 +159,61 @@ where
     }
 }
 
-/// At most a fixed number of connections at once. Past it, new connections wait in the
-/// kernel's accept queue instead of growing memory without bound under overload (the
-/// balancer was OOM-killed at ten times the official load before this).
-#[derive(Clone)]
-pub struct ConnectionLimit(std::sync::Arc<tokio::sync::Semaphore>);
-
-/// A connection's place under the limit, given back when dropped.
-pub type ConnectionPermit = tokio::sync::OwnedSemaphorePermit;
-
-impl ConnectionLimit {
-    pub fn new(max: usize) -> ConnectionLimit {
-        ConnectionLimit(std::sync::Arc::new(tokio::sync::Semaphore::new(max)))
-    }
-
-    /// Waits until every permit has been given back: all connections are closed.
-    pub async fn all_closed(&self, max: usize) {
-        let max = u32::try_from(max).expect("connection limits fit in u32");
-        drop(
-            self.0
-                .acquire_many(max)
-                .await
-                .expect("the semaphore is never closed"),
-        );
-    }
-
-    /// Waits until fewer than `max` connections are open.
-    pub async fn acquire(&self) -> ConnectionPermit {
-        self.0
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
-    }
+/// A listening socket (TCP, Unix stream or Unix seqpacket) whose accepted connections come
+/// out non-blocking, in one system call each.
+pub struct QuietListener {
+    fd: AsyncFd<OwnedFd>,
 }
 
-/// Keeps the runtime's timer wheel from ever being empty, by spawning a task that ticks
-/// every `period`.
-///
-/// tokio unparks its driver (an eventfd write, then an extra epoll_wait) whenever a timer
-/// is inserted that expires before the driver's next planned wake-up, and with no timer
-/// pending every insertion qualifies. A per-request timeout then costs two system calls per
-/// request; with this tick pending, a timeout longer than `period` never does.
-pub fn spawn_timer_anchor(period: Duration) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-        }
-    });
-}
-
-/// Sets TCP_DEFER_ACCEPT: the kernel wakes the accepting task only once the client's first
-/// bytes have arrived, so accept and read are one wake-up instead of two.
-pub fn defer_accept(listener: &impl AsRawFd, seconds: i32) -> io::Result<()> {
-    // SAFETY: setsockopt on a socket we own, with a correctly sized int option.
-    let result = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&seconds as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// A listening socket whose accepted connections come out non-blocking, in one system call.
-pub struct QuietListener<L: AsRawFd> {
-    fd: AsyncFd<L>,
-}
-
-impl<L: AsRawFd> QuietListener<L> {
-    /// `listener` must already be in non-blocking mode.
-    pub fn new(listener: L) -> io::Result<QuietListener<L>> {
+impl QuietListener {
+    /// `listener` must already be listening, in non-blocking mode.
+    pub fn new(listener: impl Into<OwnedFd>) -> io::Result<QuietListener> {
         Ok(QuietListener {
-            fd: register(listener)?,
+            fd: register(listener.into())?,
         })
     }
 
-    pub fn get_ref(&self) -> &L {
-        self.fd.get_ref()
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.get_ref().as_raw_fd()
     }
 
-    /// The next connection, as a non-blocking socket of type `S` (`TcpStream`, `UnixStream`).
-    pub async fn accept<S: FromRawFd>(&self) -> io::Result<S> {
+    /// The next connection.
+    pub async fn accept(&self) -> io::Result<OwnedFd> {
         loop {
             let mut guard = self.fd.readable().await?;
-            let accepted = guard.try_io(|fd| {
-                // SAFETY: accept4 on a listening socket we own, with null address pointers
-                // (allowed); a returned descriptor is new and ours alone.
-                let raw = unsafe {
-                    libc::accept4(
-                        fd.get_ref().as_raw_fd(),
-                        std::ptr::null_mut(),
-                        std::ptr::null_mut(),
-                        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                    )
-                };
-                if raw < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    // SAFETY: `raw` is a fresh, valid descriptor owned by nobody else.
-                    Ok(unsafe { S::from_raw_fd(raw) })
-                }
-            });
-            match accepted {
+            match guard.try_io(|fd| accept(fd.get_ref())) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
         }
     }
+
+    /// A connection already waiting, without waiting for one. `None` also forgets the
+    /// readiness, so the next `accept` sleeps until a new connection arrives.
+    pub fn try_accept(&self) -> io::Result<Option<OwnedFd>> {
+        match self.fd.try_io(Interest::READABLE, accept) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn accept(listener: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: accept4 on a listening socket we own, with null address pointers (allowed).
+    let raw = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `raw` is a fresh, valid descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 #[cfg(test)]
@@ -277,22 +224,26 @@ mod tests {
 
     #[tokio::test]
     async fn echoes_through_accepted_streams() {
-        let dir = std::env::temp_dir().join(format!("serverkit-io-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("serverkit-quiet-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
         listener.set_nonblocking(true).unwrap();
         let listener = QuietListener::new(listener).unwrap();
+        assert!(
+            listener.try_accept().unwrap().is_none(),
+            "nothing waiting yet"
+        );
         let server = tokio::spawn(async move {
-            let stream: UnixStream = listener.accept().await.unwrap();
-            let mut stream = QuietStream::new(stream).unwrap();
+            let mut stream = QuietStream::new(listener.accept().await.unwrap()).unwrap();
             let mut buf = vec![0u8; 5];
             stream.read_exact(&mut buf).await.unwrap();
             stream.write_all(&buf).await.unwrap();
         });
-        let client = tokio::net::UnixStream::connect(&path).await.unwrap();
-        let mut client = QuietStream::new(client.into_std().unwrap()).unwrap();
+        let client = UnixStream::connect(&path).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let mut client = QuietStream::new(client).unwrap();
         client.write_all(b"hello").await.unwrap();
         let mut back = vec![0u8; 5];
         client.read_exact(&mut back).await.unwrap();

@@ -1,0 +1,53 @@
+//! The balancer's own 503, for the modes that never parse HTTP (tcp, handoff): when no
+//! upstream takes a connection, a plain answer tells the client more than a reset would.
+
+use std::time::Duration;
+
+use serverkit::server::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const UNAVAILABLE: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+content-length: 32\r\nconnection: close\r\n\r\n{\"erro\":\"no upstream available\"}";
+
+/// How long a refused client gets to send its request, and then to read the answer.
+const PATIENCE: Duration = Duration::from_millis(500);
+
+/// Answers 503 and closes politely: the request is read first and the client's side
+/// drained after, because closing a socket with unread bytes sends a reset that can
+/// destroy the answer before the client reads it.
+pub async fn refuse(mut client: TcpStream) {
+    let mut buffer = [0u8; 4096];
+    let _ = tokio::time::timeout(PATIENCE, client.read(&mut buffer)).await;
+    if client.write_all(UNAVAILABLE).await.is_ok() && client.shutdown().await.is_ok() {
+        let _ = tokio::time::timeout(PATIENCE, async {
+            while matches!(client.read(&mut buffer).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+}
+
+/// `refuse` in a task of its own, holding the connection's permit until it is done.
+pub fn spawn_refuse(connection: Connection) {
+    let Connection { fd, permit } = connection;
+    match TcpStream::from_std(std::net::TcpStream::from(fd)) {
+        Ok(client) => {
+            tokio::spawn(async move {
+                refuse(client).await;
+                drop(permit);
+            });
+        }
+        Err(e) => eprintln!("balancer: cannot register a connection: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unavailable_content_length_matches() {
+        let text = std::str::from_utf8(super::UNAVAILABLE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+}

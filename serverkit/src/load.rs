@@ -1,0 +1,161 @@
+//! A count one process keeps and others read without a system call: a small file mapped
+//! shared in both (on a tmpfs volume across containers, that is shared memory).
+//!
+//! An API that receives handed-over connections publishes its open connections this way, so
+//! that a balancer which never sees those connections close can still pick the least busy
+//! API (`LB_MODE=handoff` with least-connections or power-of-two). Reading it costs one load
+//! from memory per pick, where asking the API would cost a round trip.
+//!
+//! The file holds one native-endian `u64`. The writer never removes it: a restarted writer
+//! opens the same file (so every reader's mapping stays valid) and starts again from zero.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+const SIZE: usize = std::mem::size_of::<u64>();
+
+/// The file beside a handoff socket where its server publishes its open connections.
+pub fn count_path(socket: &Path) -> PathBuf {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".count");
+    PathBuf::from(name)
+}
+
+/// One mapped `u64`, unmapped on drop.
+struct Mapping(NonNull<AtomicU64>);
+
+// SAFETY: the mapping is only ever accessed through an AtomicU64, which is Sync.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn new(file: &std::fs::File, writable: bool) -> io::Result<Mapping> {
+        let protection = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
+        // SAFETY: a fresh shared mapping of an open file that is at least SIZE bytes long
+        // (checked by the callers); the kernel picks the address.
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SIZE,
+                protection,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // Page-aligned, so aligned for AtomicU64.
+        Ok(Mapping(
+            NonNull::new(address.cast()).expect("mmap never maps page 0"),
+        ))
+    }
+
+    fn count(&self) -> &AtomicU64 {
+        // SAFETY: valid and aligned for as long as the mapping lives.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped; no reference outlives `self`.
+        unsafe { libc::munmap(self.0.as_ptr().cast(), SIZE) };
+    }
+}
+
+/// The writing side.
+pub struct SharedCount(Mapping);
+
+impl SharedCount {
+    /// Creates the file (readable by everyone: readers run as other users) or reuses it,
+    /// and sets the count to zero.
+    pub fn create(path: &Path) -> io::Result<SharedCount> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)?;
+        file.set_len(SIZE as u64)?;
+        let mapping = Mapping::new(&file, true)?;
+        mapping.count().store(0, Relaxed);
+        Ok(SharedCount(mapping))
+    }
+
+    pub fn add(&self, n: u64) {
+        self.0.count().fetch_add(n, Relaxed);
+    }
+
+    pub fn sub(&self, n: u64) {
+        self.0.count().fetch_sub(n, Relaxed);
+    }
+}
+
+/// The reading side.
+pub struct CountView {
+    mapping: Mapping,
+    /// Which file is mapped, to notice a writer that made a new one.
+    inode: (u64, u64),
+}
+
+impl CountView {
+    pub fn open(path: &Path) -> io::Result<CountView> {
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        if meta.len() < SIZE as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a connection count", path.display()),
+            ));
+        }
+        Ok(CountView {
+            mapping: Mapping::new(&file, false)?,
+            inode: (meta.dev(), meta.ino()),
+        })
+    }
+
+    /// Whether `path` is still the file this view maps.
+    pub fn maps(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == self.inode)
+    }
+
+    pub fn get(&self) -> u64 {
+        self.mapping.count().load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reader_sees_the_writer_and_a_restart_starts_from_zero() {
+        let dir = std::env::temp_dir().join(format!("serverkit-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = count_path(&dir.join("api.sock"));
+        assert!(path.ends_with("api.sock.count"));
+        assert!(CountView::open(&path).is_err(), "no file yet");
+        let writer = SharedCount::create(&path).unwrap();
+        let view = CountView::open(&path).unwrap();
+        writer.add(3);
+        writer.sub(1);
+        assert_eq!(view.get(), 2);
+        drop(writer);
+        let restarted = SharedCount::create(&path).unwrap();
+        assert_eq!(view.get(), 0, "same file, reset");
+        assert!(view.maps(&path));
+        restarted.add(1);
+        assert_eq!(view.get(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,285 @@
+//! The accept, serve and drain loop that the API and the balancer share. What varies is
+//! where connections come from (`Listen`: TCP, a Unix socket, or handed over by a balancer)
+//! and what is done with them (`Handler`).
+//!
+//! Every connection holds a permit of the `ConnectionLimit` until it is closed, whatever
+//! serves it, so one rule bounds both servers and draining is one wait: for the sources to
+//! stop, then for every permit to come back.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, watch};
+
+use crate::handoff;
+use crate::limit::{ConnectionLimit, ConnectionPermit};
+use crate::listen::{bind, Bound, Listen};
+use crate::load::{count_path, SharedCount};
+use crate::quiet::{register, QuietListener};
+
+/// How long a source waits after a failed accept (typically out of descriptors) instead of
+/// spinning.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// An accepted (or handed-over) connection: a non-blocking stream socket and its place
+/// under the connection limit.
+pub struct Connection {
+    pub fd: OwnedFd,
+    pub permit: ConnectionPermit,
+}
+
+/// What a server does with its connections.
+pub trait Handler: Send + Sync + 'static {
+    /// Takes every connection out of `batch`: the ones that were ready together (often one).
+    fn serve(&self, batch: &mut Vec<Connection>, drain: &Drain);
+}
+
+/// Tells connections that the server is stopping: each finishes the request it is on,
+/// then closes.
+#[derive(Clone)]
+pub struct Drain(watch::Receiver<bool>);
+
+impl Drain {
+    pub fn is_draining(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the server is stopping.
+    pub async fn wait(&mut self) {
+        // An error means the server is gone: stopping too.
+        let _ = self.0.wait_for(|draining| *draining).await;
+    }
+}
+
+pub struct Server {
+    sources: Vec<(Listen, Bound)>,
+    limit: ConnectionLimit,
+    drain_deadline: Duration,
+}
+
+impl Server {
+    /// Binds every address in `listens`. With a handoff socket among them, the number of
+    /// open connections is published beside it (`crate::load`) for the balancer.
+    pub fn bind(
+        listens: &[Listen],
+        max_connections: usize,
+        drain_deadline: Duration,
+    ) -> Result<Server, String> {
+        let mut limit = ConnectionLimit::new(max_connections);
+        let mut sources = Vec::new();
+        for listen in listens {
+            let bound = bind(listen)?;
+            if let Listen::Handoff(path) = listen {
+                let count = count_path(path);
+                let shared = SharedCount::create(&count)
+                    .map_err(|e| format!("cannot create {}: {e}", count.display()))?;
+                limit = limit.publish(shared);
+            }
+            sources.push((listen.clone(), bound));
+        }
+        Ok(Server {
+            sources,
+            limit,
+            drain_deadline,
+        })
+    }
+
+    /// "unix:/run/api1.sock, handoff:/run/api1.handoff"
+    pub fn describe(&self) -> String {
+        let names: Vec<String> = self.sources.iter().map(|(l, _)| l.to_string()).collect();
+        names.join(", ")
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking connections (socket files are
+    /// removed, handoff senders are refused) and lets open ones finish within the drain
+    /// deadline.
+    pub async fn run<H: Handler>(
+        self,
+        service: &str,
+        handler: Arc<H>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), String> {
+        let (stop, drain) = watch::channel(false);
+        let drain = Drain(drain);
+        // Every source task holds a sender; all dropped means all sources have stopped.
+        let (running, mut stopped) = mpsc::channel::<()>(1);
+        for (listen, bound) in self.sources {
+            let listener = QuietListener::new(bound.listener)
+                .map_err(|e| format!("cannot register {listen}: {e}"))?;
+            let source = Source {
+                service: service.to_owned(),
+                limit: self.limit.clone(),
+                handler: handler.clone(),
+                drain: drain.clone(),
+                _running: running.clone(),
+            };
+            match listen {
+                Listen::Handoff(_) => tokio::spawn(source.accept_senders(listener, bound._file)),
+                _ => tokio::spawn(source.accept(listener, bound._file)),
+            };
+        }
+        drop(running);
+        shutdown.await;
+
+        eprintln!(
+            "{service}: shutting down, draining {} connection(s) for up to {}s",
+            self.limit.open(),
+            self.drain_deadline.as_secs_f32()
+        );
+        let _ = stop.send(true);
+        let drained = async {
+            let _ = stopped.recv().await;
+            self.limit.all_closed().await;
+        };
+        if tokio::time::timeout(self.drain_deadline, drained)
+            .await
+            .is_err()
+        {
+            eprintln!("{service}: drain deadline passed, closing remaining connections");
+        }
+        Ok(())
+    }
+}
+
+/// What every source task carries.
+struct Source<H> {
+    service: String,
+    limit: ConnectionLimit,
+    handler: Arc<H>,
+    drain: Drain,
+    _running: mpsc::Sender<()>,
+}
+
+impl<H: Handler> Source<H> {
+    /// Accepts connections, taking those that are ready together as one batch. Dropping the
+    /// listener and its file at the end refuses new connections.
+    async fn accept<F>(mut self, listener: QuietListener, _file: F) {
+        let mut batch = Vec::new();
+        loop {
+            let (permit, accepted) = tokio::select! {
+                biased;
+                _ = self.drain.wait() => break,
+                accepted = async {
+                    let permit = self.limit.acquire().await;
+                    (permit, listener.accept().await)
+                } => accepted,
+            };
+            match accepted {
+                Ok(fd) => batch.push(Connection { fd, permit }),
+                Err(e) => {
+                    eprintln!("{}: accept failed: {e}", self.service);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            }
+            while batch.len() < handoff::MAX_BATCH {
+                let Some(permit) = self.limit.try_acquire() else {
+                    break;
+                };
+                match listener.try_accept() {
+                    Ok(Some(fd)) => batch.push(Connection { fd, permit }),
+                    _ => break,
+                }
+            }
+            self.handler.serve(&mut batch, &self.drain);
+            batch.clear(); // a handler that left some behind has dropped them: closed
+        }
+    }
+
+    /// Accepts balancers on a handoff socket; each gets a task that receives its connections.
+    async fn accept_senders<F>(mut self, listener: QuietListener, _file: F) {
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = self.drain.wait() => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok(link) => {
+                    let receiver = Source {
+                        service: self.service.clone(),
+                        limit: self.limit.clone(),
+                        handler: self.handler.clone(),
+                        drain: self.drain.clone(),
+                        _running: self._running.clone(),
+                    };
+                    tokio::spawn(receiver.receive(link));
+                }
+                Err(e) => {
+                    eprintln!("{}: accept failed: {e}", self.service);
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+
+    /// Serves the connections one balancer hands over. A place under the limit is taken
+    /// before each message is read, so a server at its limit stops reading and the
+    /// balancer's sends fail with `WouldBlock` (back-pressure). On drain it stops taking new
+    /// ones (`handoff::stop_receiving`) and serves those already queued.
+    async fn receive(mut self, link: OwnedFd) {
+        let link = match register(link) {
+            Ok(link) => link,
+            Err(e) => return eprintln!("{}: cannot register a handoff link: {e}", self.service),
+        };
+        let mut fds = Vec::new();
+        let mut batch = Vec::new();
+        let mut stopping = false;
+        loop {
+            let received = if stopping {
+                let permit = self.limit.acquire().await;
+                // Nothing more can arrive: what is queued, then the end, without waiting.
+                (
+                    permit,
+                    handoff::receive(link.get_ref().as_raw_fd(), &mut fds),
+                )
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = self.drain.wait() => {
+                        handoff::stop_receiving(link.get_ref().as_raw_fd());
+                        stopping = true;
+                        continue;
+                    }
+                    received = async {
+                        let permit = self.limit.acquire().await;
+                        (permit, receive_next(&link, &mut fds).await)
+                    } => received,
+                }
+            };
+            match received {
+                (permit, Ok(true)) => {
+                    let mut permit = Some(permit);
+                    for fd in fds.drain(..) {
+                        let permit = match permit.take() {
+                            Some(permit) => permit,
+                            None => self.limit.acquire().await,
+                        };
+                        batch.push(Connection { fd, permit });
+                    }
+                    self.handler.serve(&mut batch, &self.drain);
+                    batch.clear();
+                }
+                (_, Ok(false)) => break,
+                (_, Err(e)) => {
+                    eprintln!("{}: handoff link failed: {e}", self.service);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn receive_next(link: &AsyncFd<OwnedFd>, fds: &mut Vec<OwnedFd>) -> io::Result<bool> {
+    loop {
+        let mut guard = link.readable().await?;
+        match guard.try_io(|fd| handoff::receive(fd.get_ref().as_raw_fd(), fds)) {
+            Ok(result) => return result,
+            Err(_would_block) => continue,
+        }
+    }
+}
