@@ -2,6 +2,9 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -10,15 +13,34 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::sync::Notify;
 
 use crate::quiet::QuietStream;
 use crate::server::{Connection, Drain};
 
+/// When the server starts draining, how long a connection whose first request has not been
+/// read yet waits for it. A connection handed over or accepted with TCP_DEFER_ACCEPT has its
+/// request in the socket already; hyper only has not seen it yet.
+const FIRST_REQUEST_PATIENCE: Duration = Duration::from_millis(500);
+
+/// Whether a connection has started its first request.
+#[derive(Default)]
+struct FirstRequest {
+    started: AtomicBool,
+    notify: Notify,
+}
+
 /// Serves HTTP/1.1 on `connection` in a task of its own, answering each request with
-/// `handle`, until the client closes or the server drains (then after the request in
-/// progress). A connection that arrives while draining is served one request. The permit is
-/// held until the connection closes. A client that goes away mid-request is its own
-/// business: nothing is reported.
+/// `handle`, until the client closes or the server drains; the permit is held until the
+/// connection closes. A client that goes away mid-request is its own business: nothing is
+/// reported.
+///
+/// Draining never drops a request the client has sent: a request in progress finishes and
+/// the connection closes after it; a connection that arrives while draining is served one
+/// request; one whose first request has not been read when draining starts gets
+/// FIRST_REQUEST_PATIENCE for it. (hyper's graceful_shutdown closes a connection that has
+/// read nothing yet at once, and a new connection has read nothing until the runtime's next
+/// turn reports it readable.)
 pub fn spawn_connection<H, F>(connection: Connection, drain: &Drain, handle: H)
 where
     H: Fn(Request<Incoming>) -> F + Send + 'static,
@@ -29,25 +51,40 @@ where
         Ok(stream) => stream,
         Err(e) => return eprintln!("cannot register a connection: {e}"),
     };
+    let first = Arc::new(FirstRequest::default());
+    let seen = first.clone();
     let service = service_fn(move |request| {
+        if !seen.started.load(Relaxed) {
+            seen.started.store(true, Relaxed);
+            seen.notify.notify_one();
+        }
         let response = handle(request);
         async move { Ok::<_, Infallible>(response.await) }
     });
     let mut drain = drain.clone();
-    // Not graceful_shutdown for a late one: it would close it before its first request.
+    let late = drain.is_draining();
     let http = http1::Builder::new()
-        .keep_alive(!drain.is_draining())
+        .keep_alive(!late)
         .serve_connection(TokioIo::new(stream), service);
     tokio::spawn(async move {
         let mut http = std::pin::pin!(http);
-        tokio::select! {
-            biased;
-            _ = http.as_mut() => {}
-            _ = drain.wait() => {
-                http.as_mut().graceful_shutdown();
-                let _ = http.await;
+        if !late {
+            tokio::select! {
+                biased;
+                _ = http.as_mut() => return drop(permit),
+                _ = drain.wait() => {}
             }
+            if !first.started.load(Relaxed) {
+                tokio::select! {
+                    biased;
+                    _ = http.as_mut() => return drop(permit),
+                    _ = first.notify.notified() => {}
+                    _ = tokio::time::sleep(FIRST_REQUEST_PATIENCE) => {}
+                }
+            }
+            http.as_mut().graceful_shutdown();
         }
+        let _ = http.await;
         drop(permit);
     });
 }

@@ -3,6 +3,7 @@
 //! bound under overload: the balancer was OOM-killed at ten times the official load before
 //! this.
 
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -13,20 +14,46 @@ use crate::load::SharedCount;
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
     max: u32,
-    /// Where other processes read how many connections are open (`crate::load`).
-    published: Option<Arc<SharedCount>>,
+    counts: Arc<Counts>,
 }
 
-/// A connection's place under the limit, given back when dropped.
+/// Open connections: places taken by a connection, not those a source holds while it
+/// waits for the next one.
+#[derive(Default)]
+struct Counts {
+    open: AtomicUsize,
+    /// The same number, where other processes read it (`crate::load`).
+    published: Option<SharedCount>,
+}
+
+/// A place under the limit, given back when dropped. It counts as an open connection once
+/// `opened` says a connection holds it.
 pub struct ConnectionPermit {
     _permit: OwnedSemaphorePermit,
-    published: Option<Arc<SharedCount>>,
+    counts: Arc<Counts>,
+    opened: bool,
+}
+
+impl ConnectionPermit {
+    /// A connection now holds this place.
+    pub fn opened(&mut self) {
+        if !self.opened {
+            self.opened = true;
+            self.counts.open.fetch_add(1, Relaxed);
+            if let Some(count) = &self.counts.published {
+                count.add(1);
+            }
+        }
+    }
 }
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        if let Some(count) = &self.published {
-            count.sub(1);
+        if self.opened {
+            self.counts.open.fetch_sub(1, Relaxed);
+            if let Some(count) = &self.counts.published {
+                count.sub(1);
+            }
         }
     }
 }
@@ -37,13 +64,17 @@ impl ConnectionLimit {
         ConnectionLimit {
             permits: Arc::new(Semaphore::new(max as usize)),
             max,
-            published: None,
+            counts: Arc::default(),
         }
     }
 
-    /// Keeps the number of open connections in `count` too, for a balancer to read.
+    /// Keeps the number of open connections in `count` too, for a balancer to read. Call
+    /// before any permit is taken.
     pub fn publish(mut self, count: SharedCount) -> ConnectionLimit {
-        self.published = Some(Arc::new(count));
+        self.counts = Arc::new(Counts {
+            open: AtomicUsize::new(0),
+            published: Some(count),
+        });
         self
     }
 
@@ -65,18 +96,16 @@ impl ConnectionLimit {
     }
 
     fn permit(&self, permit: OwnedSemaphorePermit) -> ConnectionPermit {
-        if let Some(count) = &self.published {
-            count.add(1);
-        }
         ConnectionPermit {
             _permit: permit,
-            published: self.published.clone(),
+            counts: self.counts.clone(),
+            opened: false,
         }
     }
 
     /// How many connections are open now.
     pub fn open(&self) -> usize {
-        self.max as usize - self.permits.available_permits()
+        self.counts.open.load(Relaxed)
     }
 
     /// Waits until every permit has been given back: all connections are closed.
@@ -102,9 +131,13 @@ mod tests {
         let path = dir.join("count");
         let limit = ConnectionLimit::new(2).publish(SharedCount::create(&path).unwrap());
         let view = crate::load::CountView::open(&path).unwrap();
-        let a = limit.acquire().await;
-        let b = limit.try_acquire().expect("a second place");
+        let mut a = limit.acquire().await;
+        let mut b = limit.try_acquire().expect("a second place");
         assert!(limit.try_acquire().is_none(), "full at two");
+        assert_eq!((limit.open(), view.get()), (0, 0), "reserved, not open yet");
+        a.opened();
+        b.opened();
+        b.opened();
         assert_eq!((limit.open(), view.get()), (2, 2));
         let closed = tokio::spawn({
             let limit = limit.clone();

@@ -177,6 +177,11 @@ impl QuietListener {
         self.fd.get_ref().as_raw_fd()
     }
 
+    /// Resolves once a connection is waiting (without taking it).
+    pub async fn ready(&self) -> io::Result<()> {
+        self.fd.readable().await.map(drop)
+    }
+
     /// The next connection.
     pub async fn accept(&self) -> io::Result<OwnedFd> {
         loop {

@@ -12,7 +12,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
 use crate::handoff;
@@ -20,6 +19,7 @@ use crate::limit::{ConnectionLimit, ConnectionPermit};
 use crate::listen::{bind, Bound, Listen};
 use crate::load::{count_path, SharedCount};
 use crate::quiet::{register, QuietListener};
+use tokio::io::Interest;
 
 /// How long a source waits after a failed accept (typically out of descriptors) instead of
 /// spinning.
@@ -30,6 +30,13 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 pub struct Connection {
     pub fd: OwnedFd,
     pub permit: ConnectionPermit,
+}
+
+impl Connection {
+    fn new(fd: OwnedFd, mut permit: ConnectionPermit) -> Connection {
+        permit.opened();
+        Connection { fd, permit }
+    }
 }
 
 /// What a server does with its connections.
@@ -155,22 +162,32 @@ struct Source<H> {
 }
 
 impl<H: Handler> Source<H> {
-    /// Accepts connections, taking those that are ready together as one batch. Dropping the
-    /// listener and its file at the end refuses new connections.
+    /// Waits for `step` unless the server starts draining first (then `None`).
+    async fn unless_draining<T>(&mut self, step: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            _ = self.drain.wait() => None,
+            value = step => Some(value),
+        }
+    }
+
+    /// Accepts connections, taking those that are ready together as one batch. A place under
+    /// the limit is taken only once a connection is waiting, so an idle source holds none.
+    /// Dropping the listener and its file at the end refuses new connections.
     async fn accept<F>(mut self, listener: QuietListener, _file: F) {
         let mut batch = Vec::new();
         loop {
-            let (permit, accepted) = tokio::select! {
-                biased;
-                _ = self.drain.wait() => break,
-                accepted = async {
-                    let permit = self.limit.acquire().await;
-                    (permit, listener.accept().await)
-                } => accepted,
+            let Some(ready) = self.unless_draining(listener.ready()).await else {
+                break;
             };
-            match accepted {
-                Ok(fd) => batch.push(Connection { fd, permit }),
-                Err(e) => {
+            let limit = self.limit.clone();
+            let Some(permit) = self.unless_draining(limit.acquire()).await else {
+                break;
+            };
+            match (ready, listener.try_accept()) {
+                (Ok(()), Ok(Some(fd))) => batch.push(Connection::new(fd, permit)),
+                (Ok(()), Ok(None)) => continue, // taken meanwhile, or a spurious wake-up
+                (Err(e), _) | (_, Err(e)) => {
                     eprintln!("{}: accept failed: {e}", self.service);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
@@ -181,7 +198,7 @@ impl<H: Handler> Source<H> {
                     break;
                 };
                 match listener.try_accept() {
-                    Ok(Some(fd)) => batch.push(Connection { fd, permit }),
+                    Ok(Some(fd)) => batch.push(Connection::new(fd, permit)),
                     _ => break,
                 }
             }
@@ -193,10 +210,8 @@ impl<H: Handler> Source<H> {
     /// Accepts balancers on a handoff socket; each gets a task that receives its connections.
     async fn accept_senders<F>(mut self, listener: QuietListener, _file: F) {
         loop {
-            let accepted = tokio::select! {
-                biased;
-                _ = self.drain.wait() => break,
-                accepted = listener.accept() => accepted,
+            let Some(accepted) = self.unless_draining(listener.accept()).await else {
+                break;
             };
             match accepted {
                 Ok(link) => {
@@ -217,69 +232,66 @@ impl<H: Handler> Source<H> {
         }
     }
 
-    /// Serves the connections one balancer hands over. A place under the limit is taken
-    /// before each message is read, so a server at its limit stops reading and the
-    /// balancer's sends fail with `WouldBlock` (back-pressure). On drain it stops taking new
-    /// ones (`handoff::stop_receiving`) and serves those already queued.
+    /// Serves the connections one balancer hands over. A message is read only once there
+    /// is a place under the limit for its first connection, so a server at its limit stops
+    /// reading and the balancer's sends fail with `WouldBlock` (back-pressure). On drain it
+    /// stops taking new ones (`handoff::stop_receiving`) and serves those already queued.
     async fn receive(mut self, link: OwnedFd) {
         let link = match register(link) {
             Ok(link) => link,
             Err(e) => return eprintln!("{}: cannot register a handoff link: {e}", self.service),
         };
+        let raw = link.get_ref().as_raw_fd();
         let mut fds = Vec::new();
-        let mut batch = Vec::new();
-        let mut stopping = false;
+        let mut draining = false;
         loop {
-            let received = if stopping {
-                let permit = self.limit.acquire().await;
-                // Nothing more can arrive: what is queued, then the end, without waiting.
-                (
-                    permit,
-                    handoff::receive(link.get_ref().as_raw_fd(), &mut fds),
-                )
+            if !draining && self.unless_draining(link.readable()).await.is_none() {
+                handoff::stop_receiving(raw);
+                draining = true; // what is queued can still be read, then the end
+            }
+            let limit = self.limit.clone();
+            let permit = if draining {
+                limit.acquire().await
             } else {
-                tokio::select! {
-                    biased;
-                    _ = self.drain.wait() => {
-                        handoff::stop_receiving(link.get_ref().as_raw_fd());
-                        stopping = true;
-                        continue;
-                    }
-                    received = async {
-                        let permit = self.limit.acquire().await;
-                        (permit, receive_next(&link, &mut fds).await)
-                    } => received,
+                match self.unless_draining(limit.acquire()).await {
+                    Some(permit) => permit,
+                    None => continue,
                 }
             };
+            let received = if draining {
+                handoff::receive(raw, &mut fds)
+            } else {
+                link.try_io(Interest::READABLE, |_| handoff::receive(raw, &mut fds))
+            };
             match received {
-                (permit, Ok(true)) => {
-                    let mut permit = Some(permit);
-                    for fd in fds.drain(..) {
-                        let permit = match permit.take() {
-                            Some(permit) => permit,
-                            None => self.limit.acquire().await,
-                        };
-                        batch.push(Connection { fd, permit });
-                    }
-                    self.handler.serve(&mut batch, &self.drain);
-                    batch.clear();
-                }
-                (_, Ok(false)) => break,
-                (_, Err(e)) => {
+                Ok(true) => self.serve_received(&mut fds, permit).await,
+                Ok(false) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !draining => continue,
+                Err(e) => {
                     eprintln!("{}: handoff link failed: {e}", self.service);
                     break;
                 }
             }
         }
     }
-}
 
-async fn receive_next(link: &AsyncFd<OwnedFd>, fds: &mut Vec<OwnedFd>) -> io::Result<bool> {
-    loop {
-        let mut guard = link.readable().await?;
-        match guard.try_io(|fd| handoff::receive(fd.get_ref().as_raw_fd(), fds)) {
-            Ok(result) => return result,
-            Err(_would_block) => continue,
+    /// Serves the connections of one message, each as soon as it has a place: the first
+    /// has `permit`, the ones that find a place free go together, and when none is free the
+    /// ones so far are served before waiting (they may be what frees a place).
+    async fn serve_received(&self, fds: &mut Vec<OwnedFd>, permit: ConnectionPermit) {
+        let mut batch = Vec::with_capacity(fds.len());
+        let mut permit = Some(permit);
+        for fd in fds.drain(..) {
+            let permit = match permit.take().or_else(|| self.limit.try_acquire()) {
+                Some(permit) => permit,
+                None => {
+                    self.handler.serve(&mut batch, &self.drain);
+                    batch.clear();
+                    self.limit.acquire().await
+                }
+            };
+            batch.push(Connection::new(fd, permit));
         }
+        self.handler.serve(&mut batch, &self.drain);
     }
 }

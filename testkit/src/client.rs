@@ -62,6 +62,18 @@ impl Target {
 
     /// Sends one request on a new connection and reads the whole reply.
     pub async fn request(&self, method: Method, path: &str, body: &[u8]) -> Reply {
+        self.try_request(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `request`, for tests where a request may fail (a server killed under load).
+    pub async fn try_request(
+        &self,
+        method: Method,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Reply, String> {
         let request = Request::builder()
             .method(method)
             .uri(path)
@@ -76,9 +88,9 @@ impl Target {
             }
         };
         match tokio::time::timeout(TIMEOUT, exchange).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => panic!("request to {self:?} failed: {e}"),
-            Err(_) => panic!("request to {self:?} took over {TIMEOUT:?}"),
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(format!("request to {self:?} failed: {e}")),
+            Err(_) => Err(format!("request to {self:?} took over {TIMEOUT:?}")),
         }
     }
 
