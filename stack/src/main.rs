@@ -17,7 +17,13 @@ Variables set in the environment override compose.yaml's values (e.g. DB_POOL_SI
 LB_STRATEGY=least-connections); the addresses the runner assigns itself cannot be.";
 
 /// Variables the runner sets itself, because they are addresses on this machine.
-const OWNED: [&str; 4] = ["DATABASE_URL", "API_SOCKET", "LB_UPSTREAMS", "LB_LISTEN"];
+const OWNED: [&str; 5] = [
+    "DATABASE_URL",
+    "API_SOCKET",
+    "API_HANDOFF_SOCKET",
+    "LB_UPSTREAMS",
+    "LB_LISTEN",
+];
 
 struct Options {
     limits: bool,

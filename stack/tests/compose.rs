@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use stack::compose::{Compose, Service};
+use stack::compose::{interpolate, Compose, Service};
 use testkit::repo_root;
 
 fn compose() -> Compose {
@@ -77,7 +77,7 @@ fn the_balancer_publishes_9999_and_passes_strategy_and_mode_through() {
     assert!(lb.ports.iter().any(|p| p == "9999:9999"), "{:?}", lb.ports);
     assert_eq!(lb.env("LB_LISTEN"), Some("0.0.0.0:9999"));
     assert_eq!(lb.env("LB_STRATEGY"), Some("${LB_STRATEGY:-round-robin}"));
-    assert_eq!(lb.env("LB_MODE"), Some("${LB_MODE:-http}"));
+    assert_eq!(lb.env("LB_MODE"), Some("${LB_MODE:-handoff}"));
     for service in &compose.services {
         assert!(
             !service.ports.iter().any(|p| p.contains("5432")),
@@ -99,36 +99,53 @@ fn volume_at<'a>(service: &'a Service, path: &str) -> &'a str {
 }
 
 #[test]
-fn sockets_are_shared_between_the_apis_and_the_balancer() {
+fn in_every_mode_the_balancer_reaches_the_apis_sockets_of_that_mode() {
     let compose = compose();
     let lb = lb(&compose);
-    let upstreams: Vec<&str> = lb
-        .env("LB_UPSTREAMS")
-        .expect("LB_UPSTREAMS")
-        .split(',')
-        .collect();
-    let mut sockets = Vec::new();
-    for api in apis(&compose) {
-        let socket = api
-            .env("API_SOCKET")
-            .unwrap_or_else(|| panic!("{}: API_SOCKET", api.name));
+    let apis = apis(&compose);
+    // With LB_MODE unset: the default mode's sockets.
+    for mode in [None, Some("http"), Some("tcp"), Some("handoff")] {
+        let env = |name: &str| {
+            (name == "LB_MODE")
+                .then(|| mode.map(str::to_owned))
+                .flatten()
+        };
+        let resolved_mode = interpolate(lb.env("LB_MODE").unwrap(), env);
+        let upstreams = interpolate(lb.env("LB_UPSTREAMS").expect("LB_UPSTREAMS"), env);
+        let upstreams: Vec<&str> = upstreams.split(',').collect();
         assert_eq!(
-            volume_at(api, socket),
-            volume_at(lb, socket),
-            "{}: same volume as lb",
-            api.name
+            upstreams.len(),
+            apis.len(),
+            "{mode:?}: one upstream per API"
         );
-        assert!(
-            compose.volumes.iter().any(|v| v == volume_at(api, socket)),
-            "declared at top level"
-        );
-        sockets.push(socket);
+        for (api, upstream) in apis.iter().zip(&upstreams) {
+            let variable = if resolved_mode == "handoff" {
+                "API_HANDOFF_SOCKET"
+            } else {
+                "API_SOCKET"
+            };
+            let socket = api
+                .env(variable)
+                .unwrap_or_else(|| panic!("{}: {variable}", api.name));
+            // Same volume and file name: the same socket, seen from each container.
+            assert_eq!(
+                volume_at(lb, upstream),
+                volume_at(api, socket),
+                "{mode:?}: {} at {upstream}",
+                api.name
+            );
+            assert_eq!(
+                Path::new(upstream).file_name(),
+                Path::new(socket).file_name(),
+                "{mode:?}"
+            );
+            assert!(
+                compose.volumes.iter().any(|v| v == volume_at(api, socket)),
+                "declared at top level"
+            );
+        }
+        assert_ne!(upstreams[0], upstreams[1]);
     }
-    assert_eq!(
-        upstreams, sockets,
-        "the balancer forwards to exactly the APIs' sockets"
-    );
-    assert_ne!(sockets[0], sockets[1]);
 }
 
 #[test]

@@ -7,8 +7,9 @@ use std::time::Duration;
 use testkit::StatusCode;
 use testkit::{binary, free_port, Process, Target};
 
-/// Runs `stack` with `args`, exercises it, stops it; returns its pid.
-async fn run_and_stop(args: &[&str]) -> u32 {
+/// Runs `stack` with `args` and the balancer in `mode`, exercises it, stops it; returns its
+/// pid.
+async fn run_and_stop(args: &[&str], mode: &str) -> u32 {
     let port = free_port();
     let port_text = port.to_string();
     let mut all = vec!["--port", port_text.as_str()];
@@ -17,7 +18,7 @@ async fn run_and_stop(args: &[&str]) -> u32 {
     let mut process = Process::spawn_with_args(
         &binary("stack"),
         &all,
-        &[("LB_STRATEGY", "least-connections")],
+        &[("LB_STRATEGY", "least-connections"), ("LB_MODE", mode)],
     );
     let pid = process.pid();
     let target = Target::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
@@ -64,13 +65,15 @@ async fn run_and_stop(args: &[&str]) -> u32 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_the_stack_and_cleans_up() {
-    run_and_stop(&[]).await;
+async fn runs_the_stack_and_cleans_up_in_every_balancer_mode() {
+    for mode in ["handoff", "http", "tcp"] {
+        run_and_stop(&[], mode).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_under_the_compose_limits() {
-    let pid = run_and_stop(&["--limits"]).await;
+    let pid = run_and_stop(&["--limits"], "handoff").await;
     let prefix = format!("rinha-{pid}-");
     let groups: Vec<String> = std::fs::read_dir("/sys/fs/cgroup/cpu")
         .into_iter()
