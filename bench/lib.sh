@@ -82,3 +82,48 @@ service_costs() {
 median() {
     sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }
+
+# write_nginx_conf FILE DIR LISTEN SOCKET...: nginx as a Rinha entry runs it in front of the
+# APIs' Unix sockets: one worker, pooled upstream connections, no access log. DIR holds its
+# pid and error log.
+write_nginx_conf() {
+    local file=$1 dir=$2 listen=$3 servers="" socket
+    shift 3
+    for socket in "$@"; do servers+="server unix:$socket; "; done
+    cat >"$file" <<CONF
+worker_processes 1; pid $dir/nginx.pid; error_log $dir/nginx.err;
+events { worker_connections 4096; }
+http { access_log off;
+  upstream api { $servers keepalive 64; }
+  server { listen $listen;
+    location / { proxy_pass http://api; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+}
+
+# start_nginx_lb: nginx on port 9999 in place of our balancer, inside the lb service's cgroup
+# (the stack was started with --port 19999, so ours sits idle there).
+start_nginx_lb() {
+    nginx_dir=$(mktemp -d /tmp/rinha-bench-nginx.XXXXXX)
+    chmod 755 "$nginx_dir"
+    local sockets=/tmp/rinha-stack-$stack_pid/volumes/http-sockets procs="" d
+    write_nginx_conf "$nginx_dir/nginx.conf" "$nginx_dir" 9999 "$sockets/api1.sock" "$sockets/api2.sock"
+    # The lb's groups: v2's one, or v1's per controller (cpu carries the quota).
+    for d in /sys/fs/cgroup /sys/fs/cgroup/cpu /sys/fs/cgroup/cpuacct /sys/fs/cgroup/memory; do
+        procs+=" $d/rinha-$stack_pid-lb/cgroup.procs"
+    done
+    # Join the groups first, then become nginx: its master and worker are born inside them.
+    sh -c 'for f in $0; do [ -f "$f" ] && echo $$ > "$f"; done; exec nginx -c "$1"' \
+        "$procs" "$nginx_dir/nginx.conf"
+    for _ in $(seq 50); do
+        curl -sf http://127.0.0.1:9999/clientes/1/extrato >/dev/null && return 0
+        sleep 0.1
+    done
+    echo "bench: nginx did not start" >&2
+    return 1
+}
+
+stop_nginx_lb() {
+    [[ -f $nginx_dir/nginx.pid ]] && kill "$(cat "$nginx_dir/nginx.pid")" 2>/dev/null
+    sleep 0.3
+    rm -rf "$nginx_dir"
+}

@@ -10,13 +10,14 @@ def median(values):
 
 
 def balancers(rows):
-    contenders = ["ours-http", "ours-tcp", "nginx", "haproxy-http", "haproxy-tcp"]
+    contenders = ["ours-handoff", "ours-http", "ours-tcp", "nginx", "haproxy-http", "haproxy-tcp"]
     def pick(contender, pattern, key):
         return median([r.get(key) for r in rows if r["contender"] == contender and r["pattern"] == pattern])
-    print("| contender | CPU µs/req saturated | CPU µs/req paced 490/s | CPU µs/req keep-alive | req/s saturated | p50 / p99 ms at 340/s | p50 / p99 ms at 3400/s | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| contender | CPU µs/req saturated | CPU µs/req paced 490/s | upstream µs/req saturated / paced | CPU µs/req keep-alive | req/s saturated | p50 / p99 ms at 340/s | p50 / p99 ms at 3400/s | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for c in contenders:
         print(f"| {c} | {pick(c, 'saturated', 'cpu_us_per_request')} | {pick(c, 'paced-490', 'cpu_us_per_request')} "
+              f"| {pick(c, 'saturated', 'upstream_cpu_us_per_request')} / {pick(c, 'paced-490', 'upstream_cpu_us_per_request')} "
               f"| {pick(c, 'keepalive', 'cpu_us_per_request')} | {pick(c, 'saturated', 'rps')} "
               f"| {pick(c, 'fixed-340', 'p50_ms')} / {pick(c, 'fixed-340', 'p99_ms')} "
               f"| {pick(c, 'fixed-3400', 'p50_ms')} / {pick(c, 'fixed-3400', 'p99_ms')} | {pick(c, 'peak-rss', 'peak_rss_mb')} |")
@@ -25,12 +26,13 @@ def balancers(rows):
           f"{direct['fixed-3400'][0]} / {direct['fixed-3400'][1]} ms at 3400/s.")
     errors = sum(r.get("errors", 0) for r in rows)
     print(f"Errors across all runs: {errors}.")
-    ours = pick("ours-http", "paced-490", "cpu_us_per_request")
-    for other in ("nginx", "haproxy-http", "haproxy-tcp"):
-        o = pick(other, "paced-490", "cpu_us_per_request")
-        s1, s2 = pick("ours-http", "saturated", "cpu_us_per_request"), pick(other, "saturated", "cpu_us_per_request")
-        if ours and o and s1 and s2:
-            print(f"ours-http / {other}: {ours / o:.2f} paced, {s1 / s2:.2f} saturated (CPU per request; below 1 is cheaper)")
+    for mine in ("ours-handoff", "ours-http"):
+        ours = pick(mine, "paced-490", "cpu_us_per_request")
+        for other in ("nginx", "haproxy-http", "haproxy-tcp"):
+            o = pick(other, "paced-490", "cpu_us_per_request")
+            s1, s2 = pick(mine, "saturated", "cpu_us_per_request"), pick(other, "saturated", "cpu_us_per_request")
+            if ours and o and s1 and s2:
+                print(f"{mine} / {other}: {ours / o:.2f} paced, {s1 / s2:.2f} saturated (CPU per request; below 1 is cheaper)")
 
 
 def load_p99(run):
@@ -50,11 +52,28 @@ def stack_runs(rows):
               f"| {round(s['api1']['cpu_us_per_request'] + s['api2']['cpu_us_per_request'], 1)} | {s['lb']['cpu_us_per_request']} |")
 
 
+def stack_modes(rows):
+    """Medians per balancer and rate of the lb-* runs (bench/stack-modes)."""
+    print("| balancer | rate | runs | KO | p50 ms | load p99 ms | stack CPU µs/req | db | api1+api2 | lb |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    keys = sorted({(r["label"], r["rate"]) for r in rows}, key=lambda k: (k[1], k[0]))
+    for label, rate in keys:
+        runs = [r for r in rows if r["label"] == label and r["rate"] == rate]
+        svc = lambda name: median([r["services"][name]["cpu_us_per_request"] for r in runs])
+        print(f"| {label[3:]} | x{rate:g} | {len(runs)} | {sum(r['groups']['all requests']['ko'] for r in runs)} "
+              f"| {median([r['groups']['all requests']['p50_ms'] for r in runs])} | {median([load_p99(r) for r in runs])} "
+              f"| {median([r['stack_cpu_us_per_request'] for r in runs])} | {svc('db')} "
+              f"| {median([r['services']['api1']['cpu_us_per_request'] + r['services']['api2']['cpu_us_per_request'] for r in runs])} "
+              f"| {svc('lb')} |")
+
+
 if __name__ == "__main__":
     kind, path, stamp = sys.argv[1:4]
     rows = [json.loads(line) for line in open(path) if line.strip()]
     if kind == "balancers":
         balancers([r for r in rows if r.get("date") == stamp])
+    elif kind == "stack-modes":
+        stack_modes([r for r in rows if r["date"] >= stamp and r["label"].startswith("lb-")])
     else:
         # stack-runs: runs whose label starts with the given prefix, from `stamp` on
         prefix = sys.argv[4] if len(sys.argv) > 4 else ""
