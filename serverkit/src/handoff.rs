@@ -14,7 +14,7 @@
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -101,46 +101,88 @@ pub fn send(link: RawFd, fds: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
-/// Receives one message without waiting, appending its descriptors (close-on-exec, set
-/// non-blocking) to `out`. `Ok(false)`: the sender is gone (or, after `stop_receiving`,
-/// nothing is left), and nothing more will come.
-pub fn receive(link: RawFd, out: &mut Vec<OwnedFd>) -> io::Result<bool> {
-    let mut data = [0u8; MAX_BATCH];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    let mut control = Control([MaybeUninit::uninit(); CONTROL_SPACE]);
-    // SAFETY: as in `send`.
-    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-    message.msg_iov = &mut iov;
-    message.msg_iovlen = 1;
-    message.msg_control = control.0.as_mut_ptr().cast();
-    message.msg_controllen = CONTROL_SPACE;
-    // SAFETY: every pointer in `message` is valid for the call.
-    let n = check(unsafe {
-        libc::recvmsg(
+/// Messages read by one `receive` at the most.
+const MESSAGES: usize = 4;
+
+/// What one `receive` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// Messages (their descriptors appended); more may be queued.
+    Some,
+    /// Messages, and the queue was empty after them: a later message is a new readiness
+    /// event, so the caller may forget the readiness without one more read (EAGAIN).
+    Drained,
+    /// The sender is gone (or, after `stop_receiving`, nothing is left): nothing more comes.
+    Closed,
+}
+
+/// Receives what is queued, up to MESSAGES messages in one system call, without waiting;
+/// appends their descriptors (close-on-exec) to `out`. `WouldBlock` when nothing is queued.
+/// The descriptors may be in blocking mode: `QuietStream` never relies on a descriptor's
+/// own flag.
+pub fn receive(link: RawFd, out: &mut Vec<OwnedFd>) -> io::Result<Received> {
+    let mut data = [[0u8; MAX_BATCH]; MESSAGES];
+    let mut iovs: [libc::iovec; MESSAGES] = std::array::from_fn(|i| libc::iovec {
+        iov_base: data[i].as_mut_ptr().cast(),
+        iov_len: MAX_BATCH,
+    });
+    let mut controls: [Control; MESSAGES] =
+        std::array::from_fn(|_| Control([MaybeUninit::uninit(); CONTROL_SPACE]));
+    // SAFETY: mmsghdr is plain data; zeroed is a valid empty value.
+    let mut messages: [libc::mmsghdr; MESSAGES] = unsafe { std::mem::zeroed() };
+    for (i, message) in messages.iter_mut().enumerate() {
+        message.msg_hdr.msg_iov = &mut iovs[i];
+        message.msg_hdr.msg_iovlen = 1;
+        message.msg_hdr.msg_control = controls[i].0.as_mut_ptr().cast();
+        message.msg_hdr.msg_controllen = CONTROL_SPACE;
+    }
+    // SAFETY: every pointer in `messages` is valid for the call; no timeout.
+    let count = unsafe {
+        libc::recvmmsg(
             link,
-            &mut message,
+            messages.as_mut_ptr(),
+            MESSAGES as libc::c_uint,
             libc::MSG_CMSG_CLOEXEC | libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
         )
-    })?;
+    };
+    let count = check(count as isize)?;
     let start = out.len();
-    // SAFETY: the kernel filled `message.msg_control` with well-formed headers; walking them
-    // with CMSG_FIRSTHDR/CMSG_NXTHDR stays inside it, and every SCM_RIGHTS descriptor is
-    // new and ours.
-    unsafe {
-        let mut header = libc::CMSG_FIRSTHDR(&message);
-        while !header.is_null() {
-            if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
-                let bytes = (*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
-                let data = libc::CMSG_DATA(header).cast::<RawFd>();
-                for i in 0..bytes / size_of::<RawFd>() {
-                    out.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
-                }
-            }
-            header = libc::CMSG_NXTHDR(&message, header);
+    let mut closed = false;
+    for message in &messages[..count] {
+        let before = out.len();
+        // SAFETY: the kernel filled this message's control buffer with well-formed headers.
+        unsafe { take_descriptors(&message.msg_hdr, out) };
+        // A message is at least one byte; an empty one without descriptors is the end.
+        if message.msg_len == 0 && out.len() == before {
+            closed = true;
         }
+    }
+    Ok(if closed && out.len() == start {
+        Received::Closed
+    } else if count < MESSAGES && !closed {
+        Received::Drained
+    } else {
+        Received::Some
+    })
+}
+
+/// Appends the SCM_RIGHTS descriptors of a received message to `out`.
+///
+/// # Safety
+/// `message` was filled by recvmsg/recvmmsg: its control data holds well-formed headers, and
+/// every SCM_RIGHTS descriptor is new and ours.
+unsafe fn take_descriptors(message: &libc::msghdr, out: &mut Vec<OwnedFd>) {
+    let mut header = libc::CMSG_FIRSTHDR(message);
+    while !header.is_null() {
+        if (*header).cmsg_level == libc::SOL_SOCKET && (*header).cmsg_type == libc::SCM_RIGHTS {
+            let bytes = (*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            let data = libc::CMSG_DATA(header).cast::<RawFd>();
+            for i in 0..bytes / size_of::<RawFd>() {
+                out.push(OwnedFd::from_raw_fd(data.add(i).read_unaligned()));
+            }
+        }
+        header = libc::CMSG_NXTHDR(message, header);
     }
     if message.msg_flags & libc::MSG_CTRUNC != 0 {
         // Only a sender breaking the protocol sends more than MAX_BATCH; the kernel closed
@@ -149,27 +191,6 @@ pub fn receive(link: RawFd, out: &mut Vec<OwnedFd>) -> io::Result<bool> {
             "handoff: a message carried more than {MAX_BATCH} descriptors; extra ones were closed"
         );
     }
-    for fd in &out[start..] {
-        // The sender should have made them non-blocking; a blocking one would stall the
-        // whole runtime, so make sure.
-        set_nonblocking(fd.as_raw_fd())?;
-    }
-    Ok(n > 0 || out.len() > start)
-}
-
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor we own, with an int argument.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if flags & libc::O_NONBLOCK == 0 {
-        // SAFETY: as above.
-        if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Stops taking connections on `link`: the sender's next send fails with EPIPE, while the
@@ -183,6 +204,7 @@ pub fn stop_receiving(link: RawFd) {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
     use std::os::unix::net::UnixStream;
 
     fn accept(listener: &OwnedFd) -> OwnedFd {
@@ -226,10 +248,26 @@ mod tests {
         send(sender.as_raw_fd(), &raw[..2]).unwrap();
         send(sender.as_raw_fd(), &raw[2..]).unwrap();
         let mut got = Vec::new();
-        assert!(receive(receiver.as_raw_fd(), &mut got).unwrap());
-        assert_eq!(got.len(), 2, "first message, first batch");
-        assert!(receive(receiver.as_raw_fd(), &mut got).unwrap());
+        // Both messages in one call, and it says the queue is empty after them.
+        assert_eq!(
+            receive(receiver.as_raw_fd(), &mut got).unwrap(),
+            Received::Drained
+        );
         assert_eq!(got.len(), 3);
+        for _ in 0..MESSAGES + 1 {
+            send(sender.as_raw_fd(), &raw[..1]).unwrap();
+        }
+        let mut more = Vec::new();
+        assert_eq!(
+            receive(receiver.as_raw_fd(), &mut more).unwrap(),
+            Received::Some
+        );
+        assert_eq!(more.len(), MESSAGES, "a full read: maybe more");
+        assert_eq!(
+            receive(receiver.as_raw_fd(), &mut more).unwrap(),
+            Received::Drained
+        );
+        assert_eq!(more.len(), MESSAGES + 1);
         // The received descriptors are the same connections: write through one, read at the peer.
         for (i, fd) in got.into_iter().enumerate() {
             let mut stream = UnixStream::from(fd);
@@ -242,10 +280,8 @@ mod tests {
         let err = receive(receiver.as_raw_fd(), &mut Vec::new()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "nothing queued");
         drop(sender);
-        assert!(
-            !receive(receiver.as_raw_fd(), &mut Vec::new()).unwrap(),
-            "sender gone"
-        );
+        let end = receive(receiver.as_raw_fd(), &mut Vec::new()).unwrap();
+        assert_eq!(end, Received::Closed, "sender gone");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -258,12 +294,11 @@ mod tests {
         let err = send(sender.as_raw_fd(), &[a.as_raw_fd()]).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPIPE), "{err}");
         let mut got = Vec::new();
-        assert!(receive(receiver.as_raw_fd(), &mut got).unwrap());
+        let queued = receive(receiver.as_raw_fd(), &mut got).unwrap();
+        assert_ne!(queued, Received::Closed);
         assert_eq!(got.len(), 1, "the queued one is still delivered");
-        assert!(
-            !receive(receiver.as_raw_fd(), &mut got).unwrap(),
-            "then the end"
-        );
+        let end = receive(receiver.as_raw_fd(), &mut got).unwrap();
+        assert_eq!(end, Received::Closed, "then the end");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -12,7 +12,9 @@
 //! buffer full; when it does, it retries on a short timer instead of a readiness event.
 //!
 //! Both types hold a plain descriptor, whatever its family: a TCP connection, a Unix one, or
-//! one another process handed over (`crate::handoff`) are served the same way.
+//! one another process handed over (`crate::handoff`) are served the same way. Reads and
+//! writes pass MSG_DONTWAIT, so they never block whatever the descriptor's own O_NONBLOCK
+//! says: a handed-over socket needs no fcntl(2) first.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -22,6 +24,9 @@ use std::time::Duration;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+/// Never block; a peer that went away is an EPIPE error, not a SIGPIPE.
+const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
 
 /// How long a write that found the socket buffer full waits before trying again.
 const WRITE_RETRY: Duration = Duration::from_millis(1);
@@ -46,14 +51,20 @@ pub(crate) fn check(n: isize) -> io::Result<usize> {
 pub struct QuietStream {
     fd: AsyncFd<OwnedFd>,
     retry: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// No read has been tried yet. The first read does not wait for readiness: a connection
+    /// accepted with TCP_DEFER_ACCEPT or handed over has its request in the socket already,
+    /// and waiting would cost a turn of the event loop (an epoll_wait) per connection.
+    /// epoll's initial event for the data is dropped by the kernel once the data is read.
+    first_read: bool,
 }
 
 impl QuietStream {
-    /// `fd` must be a connected stream socket in non-blocking mode.
+    /// `fd` must be a connected stream socket.
     pub fn new(fd: impl Into<OwnedFd>) -> io::Result<QuietStream> {
         Ok(QuietStream {
             fd: register(fd.into())?,
             retry: None,
+            first_read: true,
         })
     }
 
@@ -82,34 +93,43 @@ impl QuietStream {
     }
 }
 
+/// One recv(2) into the unfilled part of `buf`: the bytes read and the room there was.
+fn receive(fd: RawFd, buf: &mut ReadBuf<'_>) -> io::Result<(usize, usize)> {
+    // SAFETY: recv(2) only writes into the buffer, so it may be uninitialised (hyper hands
+    // over 8 KiB of it per read; zeroing it first showed up in profiles).
+    let unfilled = unsafe { buf.unfilled_mut() };
+    let room = unfilled.len();
+    // SAFETY: `unfilled` is valid for `room` bytes of writes.
+    let n =
+        check(unsafe { libc::recv(fd, unfilled.as_mut_ptr().cast(), room, libc::MSG_DONTWAIT) })?;
+    // SAFETY: recv(2) initialised the first `n` bytes.
+    unsafe { buf.assume_init(n) };
+    buf.advance(n);
+    Ok((n, room))
+}
+
 impl AsyncRead for QuietStream {
     fn poll_read(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if std::mem::take(&mut self.first_read) {
+            match receive(self.raw_fd(), buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Short or not, the readiness tokio learns later is the kernel's to correct.
+                result => return Poll::Ready(result.map(drop)),
+            }
+        }
         loop {
             let mut guard = ready!(self.fd.poll_read_ready(cx))?;
-            // SAFETY: read(2) only writes into the buffer, so it may be uninitialised (hyper
-            // hands over 8 KiB of it per read; zeroing it first showed up in profiles).
-            let unfilled = unsafe { buf.unfilled_mut() };
-            let room = unfilled.len();
-            let result = guard.try_io(|fd| {
-                // SAFETY: `unfilled` is valid for `room` bytes of writes.
-                check(unsafe {
-                    libc::read(fd.get_ref().as_raw_fd(), unfilled.as_mut_ptr().cast(), room)
-                })
-            });
-            match result {
-                Ok(Ok(n)) => {
+            match guard.try_io(|fd| receive(fd.get_ref().as_raw_fd(), buf)) {
+                Ok(Ok((n, room))) => {
                     // A short read drained the socket: forget the readiness now rather than
                     // learn it from one more read that fails with EAGAIN (as tokio does).
                     if n > 0 && n < room {
                         guard.clear_ready();
                     }
-                    // SAFETY: read(2) initialised the first `n` bytes.
-                    unsafe { buf.assume_init(n) };
-                    buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
@@ -127,7 +147,7 @@ impl AsyncWrite for QuietStream {
     ) -> Poll<io::Result<usize>> {
         self.get_mut().write_with(cx, |fd| {
             // SAFETY: `buf` is valid for `buf.len()` bytes of reads.
-            check(unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) })
+            check(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) })
         })
     }
 
@@ -136,11 +156,16 @@ impl AsyncWrite for QuietStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let count = bufs.len().min(libc::UIO_MAXIOV as usize) as libc::c_int;
+        let count = bufs.len().min(libc::UIO_MAXIOV as usize);
         self.get_mut().write_with(cx, |fd| {
-            // SAFETY: IoSlice is ABI-compatible with iovec on Unix (documented by std), and
-            // every slice is valid for reads.
-            check(unsafe { libc::writev(fd, bufs.as_ptr().cast(), count) })
+            // SAFETY: msghdr is plain data; zeroed is a valid empty value.
+            let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+            // IoSlice is ABI-compatible with iovec on Unix (documented by std); sendmsg
+            // only reads through the pointer.
+            message.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+            message.msg_iovlen = count;
+            // SAFETY: every slice is valid for reads for the duration of the call.
+            check(unsafe { libc::sendmsg(fd, &message, SEND_FLAGS) })
         })
     }
 
@@ -255,6 +280,26 @@ mod tests {
         assert_eq!(&back, b"hello");
         server.await.unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_descriptor_in_blocking_mode_never_blocks_the_runtime() {
+        // As a handed-over socket may arrive: O_NONBLOCK not set.
+        let (a, b) = UnixStream::pair().unwrap();
+        let mut stream = QuietStream::new(a).unwrap();
+        let mut buf = [0u8; 4];
+        let waited = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await;
+        assert!(
+            waited.is_err(),
+            "nothing to read: it waits, without blocking the thread"
+        );
+        std::io::Write::write_all(&mut &b, b"ping").unwrap();
+        stream.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        stream.write_all(b"pong").await.unwrap();
+        let mut back = [0u8; 4];
+        std::io::Read::read_exact(&mut &b, &mut back).unwrap();
+        assert_eq!(&back, b"pong");
     }
 
     #[tokio::test]

@@ -7,19 +7,17 @@
 //! stop, then for every permit to come back.
 
 use std::future::Future;
-use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::handoff;
+use crate::handoff::{self, Received};
 use crate::limit::{ConnectionLimit, ConnectionPermit};
 use crate::listen::{bind, Bound, Listen};
 use crate::load::{count_path, SharedCount};
 use crate::quiet::{register, QuietListener};
-use tokio::io::Interest;
 
 /// How long a source waits after a failed accept (typically out of descriptors) instead of
 /// spinning.
@@ -243,34 +241,41 @@ impl<H: Handler> Source<H> {
         };
         let raw = link.get_ref().as_raw_fd();
         let mut fds = Vec::new();
-        let mut draining = false;
         loop {
-            if !draining && self.unless_draining(link.readable()).await.is_none() {
-                handoff::stop_receiving(raw);
-                draining = true; // what is queued can still be read, then the end
-            }
+            let Some(ready) = self.unless_draining(link.readable()).await else {
+                break;
+            };
+            let mut guard = match ready {
+                Ok(guard) => guard,
+                Err(e) => return eprintln!("{}: handoff link failed: {e}", self.service),
+            };
             let limit = self.limit.clone();
-            let permit = if draining {
-                limit.acquire().await
-            } else {
-                match self.unless_draining(limit.acquire()).await {
-                    Some(permit) => permit,
-                    None => continue,
-                }
+            let Some(permit) = self.unless_draining(limit.acquire()).await else {
+                break;
             };
-            let received = if draining {
-                handoff::receive(raw, &mut fds)
-            } else {
-                link.try_io(Interest::READABLE, |_| handoff::receive(raw, &mut fds))
-            };
-            match received {
-                Ok(true) => self.serve_received(&mut fds, permit).await,
-                Ok(false) => break,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !draining => continue,
-                Err(e) => {
-                    eprintln!("{}: handoff link failed: {e}", self.service);
-                    break;
+            match guard.try_io(|_| handoff::receive(raw, &mut fds)) {
+                Ok(Ok(Received::Closed)) => return,
+                Ok(Ok(received)) => {
+                    if received == Received::Drained {
+                        guard.clear_ready();
+                    }
+                    drop(guard);
+                    self.serve_received(&mut fds, permit).await;
                 }
+                Ok(Err(e)) => return eprintln!("{}: handoff link failed: {e}", self.service),
+                Err(_would_block) => continue,
+            }
+        }
+        // Draining: refuse new connections, then serve those already queued.
+        handoff::stop_receiving(raw);
+        loop {
+            let permit = self.limit.acquire().await;
+            match handoff::receive(raw, &mut fds) {
+                Ok(Received::Some | Received::Drained) => {
+                    self.serve_received(&mut fds, permit).await
+                }
+                Ok(Received::Closed) => return,
+                Err(e) => return eprintln!("{}: handoff link failed: {e}", self.service),
             }
         }
     }
