@@ -127,3 +127,27 @@ stop_nginx_lb() {
     sleep 0.3
     rm -rf "$nginx_dir"
 }
+
+# use_split "db=0.90 api=0.25 lb=0.10": the next start_stack runs under these CPU limits
+# instead of compose.yaml's (api sets both instances), from a temporary copy of the repo
+# whose compose.yaml differs only there (RINHA_REPO).
+use_split() {
+    split_repo=$(mktemp -d /tmp/rinha-bench-split.XXXXXX)
+    ln -s "$repo/db" "$split_repo/db"
+    ln -s "$repo/scripts" "$split_repo/scripts"
+    python3 - "$repo/compose.yaml" "$split_repo/compose.yaml" "$1" <<'PY'
+import re, sys
+source, target, split = sys.argv[1], sys.argv[2], dict(s.split("=") for s in sys.argv[3].split())
+service, out = None, []
+for line in open(source):
+    m = re.match(r"^  ([a-z0-9]+):\s*$", line)
+    if m:
+        service = m.group(1)
+    key = "api" if service and service.startswith("api") else service
+    if key in split and re.match(r'^\s+cpus: "[0-9.]+"', line):
+        line = re.sub(r'"[0-9.]+"', f'"{split[key]}"', line)
+    out.append(line)
+open(target, "w").write("".join(out))
+PY
+    export RINHA_REPO=$split_repo
+}
