@@ -37,12 +37,19 @@ pub enum Mode {
 }
 
 impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Http, Mode::Tcp, Mode::Handoff];
+
+    /// The name LB_MODE takes.
     pub fn name(self) -> &'static str {
         match self {
             Mode::Http => "http",
             Mode::Tcp => "tcp",
             Mode::Handoff => "handoff",
         }
+    }
+
+    pub fn parse(name: &str) -> Option<Mode> {
+        Self::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
@@ -88,31 +95,20 @@ impl Config {
         let strategy = Strategy::parse(&strategy_text).ok_or_else(|| {
             format!(
                 "LB_STRATEGY={strategy_text} is not valid: use one of {}",
-                Strategy::NAMES.join(", ")
+                Strategy::names()
             )
         })?;
 
-        let mode = match get("LB_MODE").as_deref() {
-            None | Some("http") => Mode::Http,
-            Some("tcp") => Mode::Tcp,
-            Some("handoff") => Mode::Handoff,
-            Some(other) => {
-                return Err(format!(
-                    "LB_MODE={other} is not valid: use http (default), tcp or handoff"
-                ))
-            }
-        };
-        if mode != Mode::Http && strategy.needs_request() {
+        let mode_text = get("LB_MODE").unwrap_or_else(|| "http".into());
+        let mode = Mode::parse(&mode_text).ok_or_else(|| {
+            format!("LB_MODE={mode_text} is not valid: use http (default), tcp or handoff")
+        })?;
+        if !strategy.works_in(mode) {
             return Err(format!(
                 "LB_STRATEGY={strategy_text} needs LB_MODE=http: {} mode never reads the request; \
                  use one of {}",
                 mode.name(),
-                Strategy::NAMES
-                    .iter()
-                    .filter(|n| !Strategy::parse(n).unwrap().needs_request())
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                Strategy::names_where(|s| s.works_in(mode))
             ));
         }
         if mode == Mode::Handoff {
@@ -213,9 +209,10 @@ mod tests {
 
     #[test]
     fn every_strategy_name_parses() {
-        for name in Strategy::NAMES {
-            let config = parse(&[("LB_UPSTREAMS", "/a"), ("LB_STRATEGY", name)]).unwrap();
-            assert_eq!(config.strategy.name(), *name);
+        for strategy in Strategy::ALL {
+            let config =
+                parse(&[("LB_UPSTREAMS", "/a"), ("LB_STRATEGY", strategy.name())]).unwrap();
+            assert_eq!(config.strategy, strategy);
         }
     }
 

@@ -1,18 +1,8 @@
-//! The Rinha balancer: a reverse proxy on port 9999 that spreads requests over the API
-//! instances' Unix sockets (or TCP addresses), in place of nginx; or, in handoff mode, hands
-//! each client connection itself to an instance.
-
-mod config;
-mod handoff;
-mod http_proxy;
-mod selection;
-mod server;
-mod state;
-mod tcp_proxy;
-mod unavailable;
-mod upstream;
+//! The balancer's process: configuration from the environment, then `balancer::server`.
 
 use std::process::ExitCode;
+
+use balancer::{config, server, state};
 
 fn main() -> ExitCode {
     match config::Config::from_env() {

@@ -26,12 +26,11 @@ impl State {
 
     /// `GET /stats` on the admin listener.
     pub fn stats_json(&self) -> String {
-        let upstreams: Vec<String> = self.upstreams.iter().map(Upstream::stats_json).collect();
-        format!(
-            r#"{{"mode":"{}","strategy":"{}","upstreams":[{}]}}"#,
-            self.config.mode.name(),
-            self.config.strategy.name(),
-            upstreams.join(",")
-        )
+        serde_json::json!({
+            "mode": self.config.mode.name(),
+            "strategy": self.config.strategy.name(),
+            "upstreams": self.upstreams.iter().map(Upstream::stats).collect::<Vec<_>>(),
+        })
+        .to_string()
     }
 }

@@ -13,8 +13,8 @@ use tokio::net::{TcpStream, UnixStream};
 use crate::config::UpstreamAddr;
 
 /// Backoff after a failed connect: doubles per consecutive failure, from the first to the last.
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+pub const BACKOFF_MAX: Duration = Duration::from_millis(1000);
 /// Idle connections kept per upstream; more than the peak concurrency is never useful.
 const MAX_IDLE: usize = 256;
 
@@ -156,18 +156,13 @@ impl Upstream {
     }
 
     /// `{"upstream": ..., "requests": ..., "in_flight": ..., "failures": ..., "up": ...}`
-    pub fn stats_json(&self) -> String {
-        let addr = self
-            .addr
-            .to_string()
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"");
-        format!(
-            r#"{{"upstream":"{addr}","requests":{},"in_flight":{},"failures":{},"up":{}}}"#,
-            self.requests.load(Relaxed),
-            self.in_flight(),
-            self.failures.load(Relaxed),
-            !self.is_down()
-        )
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::json!({
+            "upstream": self.addr.to_string(),
+            "requests": self.requests.load(Relaxed),
+            "in_flight": self.in_flight(),
+            "failures": self.failures.load(Relaxed),
+            "up": !self.is_down(),
+        })
     }
 }

@@ -5,9 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Stub, MODES};
+use common::{modes, past_backoff, strategy_modes, Stub};
 use hyper::{Method, StatusCode};
-use testkit::{binary, free_port, Balancer, Process, TempDir, STRATEGY_MODES};
+use testkit::{binary, free_port, Balancer, Process, TempDir};
 
 fn upstream_of(reply: &testkit::Reply) -> String {
     reply.headers["x-upstream"].to_str().unwrap().to_owned()
@@ -17,7 +17,7 @@ fn upstream_of(reply: &testkit::Reply) -> String {
 async fn forwards_requests_and_responses_intact() {
     let dir = TempDir::new("lb-fwd");
     let stub = Stub::start(&dir, "a");
-    for mode in MODES {
+    for mode in modes() {
         let lb = Balancer::start(&[stub.addr(mode)], &[("LB_MODE", mode)]);
         let body = r#"{"valor": 4321, "tipo": "d", "descricao": "aZ3k9QpL0x"}"#;
         let reply = lb.target.post("/clientes/3/transacoes?x=1", body).await;
@@ -120,7 +120,7 @@ async fn malformed_and_oversized_requests_never_reach_an_upstream() {
 async fn strategies_distribute_as_designed() {
     let dir = TempDir::new("lb-dist");
     let stubs = [Stub::start(&dir, "a"), Stub::start(&dir, "b")];
-    for (strategy, mode) in STRATEGY_MODES {
+    for (strategy, mode) in strategy_modes() {
         let lb = Balancer::start(
             &[stubs[0].addr(mode), stubs[1].addr(mode)],
             &[("LB_STRATEGY", strategy), ("LB_MODE", mode)],
@@ -212,7 +212,7 @@ async fn least_loaded_strategies_avoid_the_slow_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_when_an_upstream_dies_mid_run() {
-    for mode in MODES {
+    for mode in modes() {
         for crash in [false, true] {
             let dir = TempDir::new("lb-fail");
             let (a, b) = (Stub::start(&dir, "a"), Stub::start(&dir, "b"));
@@ -267,14 +267,14 @@ async fn a_post_is_never_delivered_twice_but_a_get_is_retried() {
     assert_eq!((a.count(), b.count()), (1, 0), "delivered once");
 
     // The next request starts at b; a GET that breaks there is replayed once on a.
-    tokio::time::sleep(Duration::from_millis(1100)).await; // a's failure backoff ends
+    tokio::time::sleep(past_backoff()).await; // a's failure backoff ends
     let reply = lb.target.get("/hangup-on/b").await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
     assert_eq!(upstream_of(&reply), "a");
     assert_eq!((a.count(), b.count()), (2, 1));
 
     // When every upstream breaks it, the answer is 502, not "unavailable".
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(past_backoff()).await;
     assert_eq!(
         lb.target.get("/hangup").await.status,
         StatusCode::BAD_GATEWAY
@@ -283,7 +283,7 @@ async fn a_post_is_never_delivered_twice_but_a_get_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_upstream_up_gives_503_at_once() {
-    for mode in MODES {
+    for mode in modes() {
         let dir = TempDir::new("lb-none");
         // Where stubs named x and y would listen in this mode.
         let missing = [Stub::path(&dir, "x", mode), Stub::path(&dir, "y", mode)];
@@ -300,7 +300,7 @@ async fn no_upstream_up_gives_503_at_once() {
         }
         // Upstreams that appear later are used (the balancer may start before the APIs).
         let late = Stub::start(&dir, "x");
-        tokio::time::sleep(Duration::from_millis(1100)).await; // past the longest backoff
+        tokio::time::sleep(past_backoff()).await; // past the longest backoff
         assert_eq!(lb.target.get("/ok").await.status, StatusCode::OK, "{mode}");
         drop(late);
     }
@@ -332,7 +332,7 @@ async fn slow_upstream_gives_504_and_is_avoided_for_a_while() {
 async fn sigterm_drains_in_flight_requests() {
     let dir = TempDir::new("lb-term");
     let stub = Stub::start(&dir, "a");
-    for mode in MODES {
+    for mode in modes() {
         let lb = Balancer::start(&[stub.addr(mode)], &[("LB_MODE", mode)]);
         let target = lb.target.clone();
         let in_flight = tokio::spawn(async move { target.get("/slow/700").await });

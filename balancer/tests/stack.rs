@@ -1,11 +1,13 @@
 //! The real stack: two `api` processes on a fresh PostgreSQL database behind the real
-//! balancer. The official validation phases (spec §2.4 A–F) pass with every strategy and mode.
+//! balancer. The official validation phases (docs/challenge.md, phases A–F) pass with every strategy and mode.
 
-use testkit::{handoff_socket, run_validations, Balancer, TestApi, STRATEGY_MODES};
+mod common;
+
+use testkit::{handoff_socket, run_validations, Balancer, TestApi};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_validations_pass_through_every_strategy_and_mode() {
-    for (strategy, mode) in STRATEGY_MODES {
+    for (strategy, mode) in common::strategy_modes() {
         let api = TestApi::start(&[]).await;
         let (_second, second) = api.start_sibling("api2.sock", &[]);
         let (testkit::Target::Unix(first), testkit::Target::Unix(second)) = (&api.target, &second)

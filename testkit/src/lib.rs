@@ -19,23 +19,6 @@ pub use stack::{free_port, Balancer, TestApi};
 
 use std::path::PathBuf;
 
-/// Every strategy with every mode it supports (client-hash reads the request: http only).
-pub const STRATEGY_MODES: [(&str, &str); 13] = [
-    ("round-robin", "http"),
-    ("round-robin", "tcp"),
-    ("round-robin", "handoff"),
-    ("least-connections", "http"),
-    ("least-connections", "tcp"),
-    ("least-connections", "handoff"),
-    ("random", "http"),
-    ("random", "tcp"),
-    ("random", "handoff"),
-    ("power-of-two", "http"),
-    ("power-of-two", "tcp"),
-    ("power-of-two", "handoff"),
-    ("client-hash", "http"),
-];
-
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

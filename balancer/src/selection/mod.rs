@@ -8,6 +8,7 @@ mod power_of_two;
 mod random;
 mod round_robin;
 
+use crate::config::Mode;
 use crate::upstream::Upstream;
 
 pub use client_hash::ClientHash;
@@ -59,14 +60,7 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub const NAMES: &'static [&'static str] = &[
-        "round-robin",
-        "least-connections",
-        "random",
-        "power-of-two",
-        "client-hash",
-    ];
-    const ALL: [Strategy; 5] = [
+    pub const ALL: [Strategy; 5] = [
         Strategy::RoundRobin,
         Strategy::LeastConnections,
         Strategy::Random,
@@ -74,20 +68,44 @@ impl Strategy {
         Strategy::ClientHash,
     ];
 
-    pub fn parse(name: &str) -> Option<Strategy> {
-        Self::NAMES
-            .iter()
-            .position(|n| *n == name)
-            .map(|i| Self::ALL[i])
-    }
-
+    /// The name LB_STRATEGY takes.
     pub fn name(self) -> &'static str {
-        Self::NAMES[Self::ALL.iter().position(|s| *s == self).unwrap()]
+        match self {
+            Strategy::RoundRobin => "round-robin",
+            Strategy::LeastConnections => "least-connections",
+            Strategy::Random => "random",
+            Strategy::PowerOfTwo => "power-of-two",
+            Strategy::ClientHash => "client-hash",
+        }
     }
 
-    /// Whether the strategy reads the request, which tcp mode never does.
+    pub fn parse(name: &str) -> Option<Strategy> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Every name, in order: "round-robin, least-connections, ...".
+    pub fn names() -> String {
+        Self::names_where(|_| true)
+    }
+
+    /// The names of the strategies that pass `keep`, in order, comma-separated.
+    pub fn names_where(keep: impl Fn(Strategy) -> bool) -> String {
+        let names: Vec<&str> = Self::ALL
+            .into_iter()
+            .filter(|s| keep(*s))
+            .map(Strategy::name)
+            .collect();
+        names.join(", ")
+    }
+
+    /// Whether the strategy reads the request, which only http mode does.
     pub fn needs_request(self) -> bool {
         self == Strategy::ClientHash
+    }
+
+    /// Whether the strategy works in `mode`.
+    pub fn works_in(self, mode: Mode) -> bool {
+        mode == Mode::Http || !self.needs_request()
     }
 
     /// Whether the strategy reads how busy each upstream is.
@@ -163,10 +181,14 @@ pub(crate) mod tests {
 
     #[test]
     fn names_round_trip() {
-        for name in Strategy::NAMES {
-            assert_eq!(Strategy::parse(name).unwrap().name(), *name);
+        for strategy in Strategy::ALL {
+            assert_eq!(Strategy::parse(strategy.name()), Some(strategy));
         }
         assert_eq!(Strategy::parse("roundrobin"), None);
+        assert_eq!(
+            Strategy::names(),
+            "round-robin, least-connections, random, power-of-two, client-hash"
+        );
     }
 
     #[test]

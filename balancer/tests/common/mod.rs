@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use balancer::config::Mode;
+use balancer::selection::Strategy;
+use balancer::upstream::BACKOFF_MAX;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
@@ -215,4 +218,25 @@ async fn answer(
     Ok(response)
 }
 
-pub const MODES: [&str; 3] = ["http", "tcp", "handoff"];
+/// Every mode, by the name LB_MODE takes.
+pub fn modes() -> impl Iterator<Item = &'static str> {
+    Mode::ALL.into_iter().map(Mode::name)
+}
+
+/// Every strategy with every mode it works in, by name.
+pub fn strategy_modes() -> Vec<(&'static str, &'static str)> {
+    Strategy::ALL
+        .into_iter()
+        .flat_map(|s| {
+            Mode::ALL
+                .into_iter()
+                .filter(move |m| s.works_in(*m))
+                .map(move |m| (s.name(), m.name()))
+        })
+        .collect()
+}
+
+/// Long enough for any upstream's failure backoff to have ended.
+pub fn past_backoff() -> Duration {
+    BACKOFF_MAX + Duration::from_millis(100)
+}
