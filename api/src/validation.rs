@@ -1,6 +1,6 @@
 //! Turning a POST body into a transaction, or a precise reason why not.
 //!
-//! The rules are the challenge's (spec §1.1 and §5): `valor` a positive JSON integer,
+//! The rules are the challenge's (docs/challenge.md, "API rules"): `valor` a positive JSON integer,
 //! `tipo` exactly "c" or "d", `descricao` a string of 1 to 10 characters. Anything else is
 //! refused before the database is touched, so a bad request can never change state.
 

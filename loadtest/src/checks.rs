@@ -1,4 +1,4 @@
-//! The checks of the official simulation, with Gatling's semantics (spec §2.2–2.4).
+//! The checks of the official simulation, with Gatling's semantics (docs/challenge.md, "The official test").
 //!
 //! Each check either passes or gives a message; a request's first failing check decides its
 //! KO message, as in Gatling's simulation.log. The official scoring counts a KO as a balance

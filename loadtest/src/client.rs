@@ -1,5 +1,5 @@
 //! One request on one new TCP connection, as every Gatling virtual user of the official test
-//! does (spec §2.1): connect within 10 s, the whole answer within 60 s.
+//! does (docs/challenge.md, "The official test"): connect within 10 s, the whole answer within 60 s.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};

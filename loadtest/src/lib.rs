@@ -3,7 +3,9 @@
 //! balance audit, and text, JSON and HTML reports.
 
 pub mod checks;
+pub mod cli;
 pub mod client;
+pub mod official;
 pub mod report;
 pub mod schedule;
 pub mod simulation;

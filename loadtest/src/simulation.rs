@@ -1,4 +1,4 @@
-//! The official simulation, phase by phase (spec §2.4–2.5), plus the balance audit.
+//! The official simulation, phase by phase (docs/challenge.md, "The official test"), plus the balance audit.
 
 use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::checks::{self, Answer};
 use crate::client::Client;
+use crate::official::{invalid_bodies, payload, LIMITS};
 use crate::schedule::{self, Scenario};
 
 /// The request names of the official report.
@@ -91,8 +92,6 @@ pub struct Outcome {
     pub audit: Vec<ClientAudit>,
 }
 
-const LIMITS: [i64; 5] = [100000, 80000, 1000000, 10000000, 500000];
-
 struct Run {
     client: Client,
     start: Instant,
@@ -154,10 +153,6 @@ impl Run {
         }
         result
     }
-}
-
-fn payload(valor: impl std::fmt::Display, tipo: &str, descricao: &str) -> String {
-    format!(r#"{{"valor": {valor}, "tipo": "{tipo}", "descricao": "{descricao}"}}"#)
 }
 
 /// splitmix64: the random values of load request `i` depend only on the seed and `i`.
@@ -307,13 +302,7 @@ async fn client_validations(run: Arc<Run>, id: u8) {
             let _ = read.await;
         }
     }
-    for body in [
-        payload(1.2, "d", "devolve"),
-        payload(1, "x", "devolve"),
-        payload(1, "c", "123456789 e mais um pouco"),
-        payload(1, "c", ""),
-        r#"{"valor": 1, "tipo": "c", "descricao": null}"#.to_owned(),
-    ] {
+    for body in invalid_bodies() {
         // Valor 0 in the ledger: a 200 here is an unknown change, not a known one.
         run.transact(v, id, 0, "c", body, |a| checks::status_in(a, &[422, 400]))
             .await;

@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::checks::is_inconsistency;
 use crate::simulation::{Name, Record};
 
-/// The official response-time groups (the results server's gatling.conf, spec §2.1).
+/// The official response-time groups (docs/challenge.md, "The official test").
 pub const FAST_MS: f64 = 250.0;
 pub const SLOW_MS: f64 = 1200.0;
 
@@ -76,7 +76,7 @@ pub fn groups(records: &[Record]) -> Vec<Group> {
     groups
 }
 
-/// The official "Contrato" (spec §3).
+/// The official "Contrato" (docs/challenge.md, "Scoring").
 #[derive(Debug, Clone, Serialize)]
 pub struct Score {
     pub requests: usize,

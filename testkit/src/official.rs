@@ -1,4 +1,4 @@
-//! The validation phases of the official Gatling simulation (spec §2.4 A–F), request for
+//! The validation phases of the official Gatling simulation (docs/challenge.md, "The official test", phases A–F), request for
 //! request, with its checks as assertions. Requests rotate over `targets`, so with two API
 //! instances (or through the balancer) every read-your-writes check crosses instances.
 
@@ -8,9 +8,9 @@ use futures_util::future::join_all;
 use hyper::StatusCode;
 use serde_json::Value;
 
-use crate::Target;
+use loadtest::official::{invalid_bodies, payload, LIMITS};
 
-const LIMITS: [i64; 5] = [100000, 80000, 1000000, 10000000, 500000];
+use crate::Target;
 
 struct RoundRobin<'a> {
     targets: &'a [Target],
@@ -115,29 +115,14 @@ async fn client_validations(rr: &RoundRobin<'_>, client: i64, limit: i64) {
     assert_eq!(json["saldo"]["limite"], limit, "E1 client {client}");
     assert_eq!(json["saldo"]["total"], 0, "E1 client {client}");
 
-    transact_ok(
-        rr,
-        client,
-        r#"{"valor": 1, "tipo": "c", "descricao": "toma"}"#,
-    )
-    .await;
-    transact_ok(
-        rr,
-        client,
-        r#"{"valor": 1, "tipo": "d", "descricao": "devolve"}"#,
-    )
-    .await;
+    transact_ok(rr, client, &payload(1, "c", "toma")).await;
+    transact_ok(rr, client, &payload(1, "d", "devolve")).await;
 
     let json = rr.pick().get(&statement_path).await.json();
     assert_entry(&json["ultimas_transacoes"][0], "devolve", "d", "E4 newest");
     assert_entry(&json["ultimas_transacoes"][1], "toma", "c", "E4 second");
 
-    let (saldo, limite) = transact_ok(
-        rr,
-        client,
-        r#"{"valor": 1, "tipo": "c", "descricao": "danada"}"#,
-    )
-    .await;
+    let (saldo, limite) = transact_ok(rr, client, &payload(1, "c", "danada")).await;
     assert_eq!(saldo, 1, "E5 client {client}");
     // Four concurrent reads, spread over the instances, must all see that write.
     for reply in join_all((0..4).map(|_| rr.pick().get(&statement_path))).await {
@@ -153,16 +138,10 @@ async fn client_validations(rr: &RoundRobin<'_>, client: i64, limit: i64) {
         assert_eq!(json["saldo"]["total"], saldo, "E5 saldo.total");
     }
 
-    for body in [
-        r#"{"valor": 1.2, "tipo": "d", "descricao": "devolve"}"#,
-        r#"{"valor": 1, "tipo": "x", "descricao": "devolve"}"#,
-        r#"{"valor": 1, "tipo": "c", "descricao": "123456789 e mais um pouco"}"#,
-        r#"{"valor": 1, "tipo": "c", "descricao": ""}"#,
-        r#"{"valor": 1, "tipo": "c", "descricao": null}"#,
-    ] {
+    for body in invalid_bodies() {
         let status = rr
             .pick()
-            .post(&format!("/clientes/{client}/transacoes"), body)
+            .post(&format!("/clientes/{client}/transacoes"), &body)
             .await
             .status;
         assert!(
