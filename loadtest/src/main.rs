@@ -7,61 +7,44 @@ use std::process::ExitCode;
 use loadtest::report::{self, Report};
 use loadtest::simulation::{self, Options};
 
-const USAGE: &str = "usage: loadtest [--target URL] [--rate X] [--scale F] [--out DIR] [--seed N]
-  --target URL  the stack's balancer (default http://127.0.0.1:9999)
-  --rate X      multiplies every arrival rate; 1 = the official 220/110/10 users per second
-  --scale F     multiplies the load phase durations; 1 = the official 120 s + 120 s
-  --out DIR     where report.json and report.html go (default loadtest-report)
-  --seed N      seed of the random clients, amounts and descriptions (default 1)
-Exit status 0 only when every check passed and the balance audit is clean.";
+/// Runs the official Rinha de Backend 2024/Q1 simulation (phases, checks, scoring) against a
+/// stack, with a per-client audit of acknowledged money against the final balances.
+#[derive(clap::Parser)]
+#[command(
+    after_help = "Exit status 0 only when every check passed and the balance audit is clean."
+)]
+struct Args {
+    /// The stack's balancer.
+    #[arg(long, default_value = "http://127.0.0.1:9999")]
+    target: String,
+    /// Multiplies every arrival rate; 1 = the official 220/110/10 users per second.
+    #[arg(long, default_value_t = 1.0, value_parser = loadtest::cli::positive)]
+    rate: f64,
+    /// Multiplies the load phase durations; 1 = the official 120 s + 120 s.
+    #[arg(long, default_value_t = 1.0, value_parser = loadtest::cli::positive)]
+    scale: f64,
+    /// Where report.json and report.html go.
+    #[arg(long, default_value = "loadtest-report")]
+    out: PathBuf,
+    /// Seed of the random clients, amounts and descriptions.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
 
-fn parse() -> Result<(Options, PathBuf), String> {
-    let mut options = Options {
-        target: "http://127.0.0.1:9999".into(),
-        rate: 1.0,
-        scale: 1.0,
-        seed: 1,
+fn parse() -> (Options, PathBuf) {
+    let args = <Args as clap::Parser>::parse();
+    let options = Options {
+        target: args.target,
+        rate: args.rate,
+        scale: args.scale,
+        seed: args.seed,
         progress: std::io::stderr().is_terminal(),
     };
-    let mut out = PathBuf::from("loadtest-report");
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err(USAGE.into());
-        }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = |v: &str| {
-            v.parse::<f64>()
-                .ok()
-                .filter(|x| x.is_finite() && *x > 0.0)
-                .ok_or_else(|| format!("{flag} {v}: give a positive number"))
-        };
-        match flag.as_str() {
-            "--target" => options.target = value,
-            "--rate" => options.rate = number(&value)?,
-            "--scale" => options.scale = number(&value)?,
-            "--out" => out = PathBuf::from(value),
-            "--seed" => {
-                options.seed = value
-                    .parse()
-                    .map_err(|_| format!("--seed {value}: give a whole number"))?
-            }
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
-        }
-    }
-    Ok((options, out))
+    (options, args.out)
 }
 
 fn main() -> ExitCode {
-    let (options, out) = match parse() {
-        Ok(parsed) => parsed,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
+    let (options, out) = parse();
     // One thread: the generator must stay cheap next to the stack it measures.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

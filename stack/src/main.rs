@@ -10,12 +10,6 @@ use std::time::{Duration, Instant};
 use stack::cgroup::Cgroup;
 use stack::compose::{interpolate, Compose, Service};
 
-const USAGE: &str = "usage: stack [--limits] [--port N]
-  --limits   run each service under the CPU and memory limits of compose.yaml (cgroups)
-  --port N   the balancer's port (default 9999)
-Variables set in the environment override compose.yaml's values (e.g. DB_POOL_SIZE=8,
-LB_STRATEGY=least-connections); the addresses the runner assigns itself cannot be.";
-
 /// Variables the runner sets itself, because they are addresses on this machine.
 const OWNED: [&str; 5] = [
     "DATABASE_URL",
@@ -25,31 +19,22 @@ const OWNED: [&str; 5] = [
     "LB_LISTEN",
 ];
 
+/// The compose.yaml stack without Docker: a throwaway PostgreSQL with db/'s settings, both
+/// APIs and the balancer, with the environment compose.yaml gives them. Ctrl-C or SIGTERM
+/// stops everything and removes every file it created.
+#[derive(clap::Parser)]
+#[command(
+    after_help = "Variables set in the environment override compose.yaml's values (e.g. \
+DB_POOL_SIZE=8, LB_STRATEGY=least-connections, LB_MODE=http); the addresses the runner \
+assigns itself cannot be overridden."
+)]
 struct Options {
+    /// Run each service under the CPU and memory limits of compose.yaml (cgroups).
+    #[arg(long)]
     limits: bool,
+    /// The balancer's port.
+    #[arg(long, default_value_t = 9999)]
     port: u16,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut options = Options {
-        limits: false,
-        port: 9999,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--limits" => options.limits = true,
-            "--port" => {
-                let value = args.next().ok_or("--port needs a number")?;
-                options.port = value
-                    .parse()
-                    .map_err(|_| format!("--port {value} is not a port number"))?;
-            }
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
-        }
-    }
-    Ok(options)
 }
 
 /// How a service is started, and started again after a crash.
@@ -129,13 +114,7 @@ struct Stack {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args() {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
+    let options = <Options as clap::Parser>::parse();
     let repo = repo_root();
     let dir = std::env::temp_dir().join(format!("rinha-stack-{}", std::process::id()));
     let mut stack = Stack {

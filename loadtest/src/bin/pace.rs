@@ -13,59 +13,32 @@ use std::time::{Duration, Instant};
 use loadtest::client::Client;
 use loadtest::stats::percentile;
 
+/// One kind of request, repeated, each on a new connection: at a fixed rate (--rate) or as
+/// fast as --concurrency clients go. Prints one JSON line.
+#[derive(clap::Parser)]
 struct Args {
+    /// The server (a balancer, or an upstream directly).
+    #[arg(long, default_value = "http://127.0.0.1:9999")]
     target: String,
+    /// The path requested.
+    #[arg(long, default_value = "/clientes/1/extrato")]
     path: String,
+    /// POST this body instead of a GET.
+    #[arg(long)]
     body: Option<String>,
+    /// Open model: requests per second, on schedule whatever the answers' delay.
+    #[arg(long, value_parser = loadtest::cli::positive)]
     rate: Option<f64>,
-    concurrency: usize,
+    /// Closed loop (without --rate): clients, each sending its next request when answered.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
+    /// How long to send.
+    #[arg(long, default_value_t = 10.0, value_parser = loadtest::cli::positive)]
     seconds: f64,
 }
 
-fn parse() -> Result<Args, String> {
-    let mut args = Args {
-        target: "http://127.0.0.1:9999".into(),
-        path: "/clientes/1/extrato".into(),
-        body: None,
-        rate: None,
-        concurrency: 16,
-        seconds: 10.0,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = || {
-            value
-                .parse::<f64>()
-                .ok()
-                .filter(|v| *v > 0.0)
-                .ok_or_else(|| format!("{flag} {value}: a positive number"))
-        };
-        match flag.as_str() {
-            "--target" => args.target = value.clone(),
-            "--path" => args.path = value.clone(),
-            "--body" => args.body = Some(value.clone()),
-            "--rate" => args.rate = Some(number()?),
-            "--concurrency" => args.concurrency = number()? as usize,
-            "--seconds" => args.seconds = number()?,
-            other => {
-                return Err(format!(
-                    "unknown option {other}; see the doc comment of loadtest/src/bin/pace.rs"
-                ))
-            }
-        }
-    }
-    Ok(args)
-}
-
 fn main() {
-    let args = match parse() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("pace: {message}");
-            std::process::exit(2);
-        }
-    };
+    let args = <Args as clap::Parser>::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,0 +1,134 @@
+//! Every command README.md tells a reader to run, checked as written: fenced `sh` blocks
+//! and inline commands. Our binaries are run with the README's arguments and `--help`
+//! appended (clap checks every argument before it shows the help, so a wrong flag or value
+//! fails here), scripts must exist and be executable, and `cargo run -p PKG` must resolve
+//! to one binary. `docker compose` lines are checked statically by compose.rs.
+
+use std::path::Path;
+use std::process::Command;
+
+use testkit::{binary, repo_root};
+
+/// Commands in the README: lines of ```sh blocks, and inline `code` that starts like one.
+fn commands(readme: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_sh = false;
+    for line in readme.lines() {
+        if let Some(fence) = line.trim_start().strip_prefix("```") {
+            in_sh = !in_sh && fence.trim() == "sh";
+            continue;
+        }
+        if in_sh {
+            let command = line.split(" #").next().unwrap_or("").trim();
+            if !command.is_empty() {
+                out.push(command.to_owned());
+            }
+            continue;
+        }
+        for (i, span) in line.split('`').enumerate() {
+            let looks_runnable = ["scripts/", "target/release/", "cargo run"]
+                .iter()
+                .any(|start| strip_env(span).starts_with(start));
+            // Odd pieces are inside backticks; placeholders like [--port N] are syntax, not commands.
+            if i % 2 == 1 && looks_runnable && !span.contains('[') {
+                out.push(span.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Drops leading VAR=value assignments.
+fn strip_env(command: &str) -> &str {
+    let mut rest = command.trim();
+    while let Some((first, tail)) = rest.split_once(' ') {
+        if first.contains('=') && first.chars().next().is_some_and(|c| c.is_ascii_uppercase()) {
+            rest = tail.trim_start();
+        } else {
+            break;
+        }
+    }
+    rest
+}
+
+/// The binary `cargo run -p package` runs: its default-run, or the package's own name.
+fn default_binary(package: &str) -> String {
+    let manifest = std::fs::read_to_string(repo_root().join(package).join("Cargo.toml")).unwrap();
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("default-run = "))
+        .map(|name| name.trim_matches('"').to_owned())
+        .unwrap_or_else(|| package.to_owned())
+}
+
+fn help_with(program: &Path, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} {args:?} --help: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn every_command_in_the_readme_runs_as_written() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let commands = commands(&readme);
+    assert!(commands.len() >= 6, "found {commands:?}");
+    for command in &commands {
+        let words: Vec<&str> = strip_env(command).split_whitespace().collect();
+        match words.as_slice() {
+            ["docker", "compose", ..] => {}
+            ["cargo", "run", rest @ ..] => {
+                let package = rest
+                    .windows(2)
+                    .find(|w| w[0] == "-p")
+                    .map(|w| w[1])
+                    .unwrap_or_else(|| panic!("{command}: no -p PACKAGE"));
+                let args: Vec<&str> = rest
+                    .iter()
+                    .skip_while(|w| **w != "--")
+                    .skip(1)
+                    .copied()
+                    .collect();
+                help_with(&binary(&default_binary(package)), &args);
+            }
+            [program, args @ ..] if program.starts_with("target/release/") => {
+                help_with(&binary(&program["target/release/".len()..]), args);
+            }
+            [script, args @ ..] if script.starts_with("scripts/") => {
+                use std::os::unix::fs::PermissionsExt;
+                let path = repo_root().join(script);
+                let mode = std::fs::metadata(&path)
+                    .unwrap_or_else(|e| panic!("{command}: {e}"))
+                    .permissions()
+                    .mode();
+                assert!(mode & 0o111 != 0, "{command}: not executable");
+                // scripts/run builds, then runs the stack binary with the same arguments.
+                if *script == "scripts/run" {
+                    help_with(&binary("stack"), args);
+                }
+            }
+            _ => panic!("README command not understood by this test: {command}"),
+        }
+    }
+}
+
+#[test]
+fn the_extraction_finds_blocks_and_inline_commands() {
+    let sample = "text `LB_MODE=http scripts/run --port 1` and `scripts/run [--limits]`\n```sh\ncargo run -p loadtest -- --scale 0.1   # comment\n```\n```\nnot sh\n```\n";
+    assert_eq!(
+        commands(sample),
+        [
+            "LB_MODE=http scripts/run --port 1",
+            "cargo run -p loadtest -- --scale 0.1"
+        ]
+    );
+    assert_eq!(strip_env("A=1 B=two scripts/run"), "scripts/run");
+}
