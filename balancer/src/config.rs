@@ -7,23 +7,8 @@ use std::time::Duration;
 
 use serverkit::config::number;
 
+use crate::address::UpstreamAddr;
 use crate::selection::Strategy;
-
-/// Where an upstream listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamAddr {
-    Unix(PathBuf),
-    Tcp(String),
-}
-
-impl std::fmt::Display for UpstreamAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UpstreamAddr::Unix(path) => write!(f, "unix:{}", path.display()),
-            UpstreamAddr::Tcp(addr) => f.write_str(addr),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -50,6 +35,11 @@ impl Mode {
 
     pub fn parse(name: &str) -> Option<Mode> {
         Self::ALL.into_iter().find(|m| m.name() == name)
+    }
+
+    /// Whether `strategy` works in this mode: one that reads the request needs http mode.
+    pub fn supports(self, strategy: Strategy) -> bool {
+        self == Mode::Http || !strategy.needs_request()
     }
 }
 
@@ -103,12 +93,12 @@ impl Config {
         let mode = Mode::parse(&mode_text).ok_or_else(|| {
             format!("LB_MODE={mode_text} is not valid: use http (default), tcp or handoff")
         })?;
-        if !strategy.works_in(mode) {
+        if !mode.supports(strategy) {
             return Err(format!(
                 "LB_STRATEGY={strategy_text} needs LB_MODE=http: {} mode never reads the request; \
                  use one of {}",
                 mode.name(),
-                Strategy::names_where(|s| s.works_in(mode))
+                Strategy::names_where(|s| mode.supports(s))
             ));
         }
         if mode == Mode::Handoff {

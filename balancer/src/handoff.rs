@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use serverkit::handoff::{self, MAX_BATCH};
 use serverkit::server::{Connection, Drain, Handler};
 
-use crate::config::UpstreamAddr;
+use crate::address::UpstreamAddr;
 use crate::state::State;
 use crate::unavailable;
 

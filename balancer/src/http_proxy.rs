@@ -1,6 +1,5 @@
 //! L7 mode: each client request is forwarded over a pooled HTTP/1.1 connection to an
-//! upstream. Upstream connections outlive client connections, so the official test's
-//! one-request-per-connection clients cost the upstreams no connection set-up at all.
+//! upstream (`crate::pool`).
 //!
 //! Bodies are small here (under 100 bytes), so both directions are read whole, within bounds:
 //! a request can then be offered to another upstream when the first one turns out to be
@@ -13,12 +12,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 
-use serverkit::quiet::QuietStream;
-
+use crate::pool::Checkout;
 use crate::state::State;
-use crate::upstream::{Sender, Stream, Upstream};
+use crate::upstream::Upstream;
 
 /// Upstream responses larger than this are refused with 502 rather than buffered.
 const MAX_RESPONSE_BODY: usize = 8 * 1024 * 1024;
@@ -36,21 +33,54 @@ enum Failure {
     TimedOut,
 }
 
-pub async fn handle(request: Request<Incoming>, state: Arc<State>) -> Response<Body> {
+/// Forwards one client request and returns the answer for the client: the upstream's, or
+/// the balancer's own 4xx/5xx.
+pub async fn proxy(request: Request<Incoming>, state: Arc<State>) -> Response<Body> {
+    match prepare(request, &state).await {
+        Ok(prepared) => forward(prepared, &state).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// A request ready to go upstream, whole.
+struct Prepared {
+    request: Request<Body>,
+    /// A copy to send again after an exchange broke: only for GET and HEAD, which may be
+    /// replayed once they reached an upstream.
+    replay: Option<Request<Body>>,
+    /// The client id, for the strategies that read the request.
+    key: Option<String>,
+}
+
+/// Reads the body within LB_MAX_BODY, strips hop-by-hop headers, adds Via, turns an
+/// absolute-form target into origin-form, and keeps what failover needs. A request the
+/// balancer refuses itself (413, 400) comes back as the response.
+async fn prepare(request: Request<Incoming>, state: &State) -> Result<Prepared, Response<Body>> {
     let (mut parts, body) = request.into_parts();
     let declared = parts
         .headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > state.config.max_body as u64) {
-        return reply(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        return Err(reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+        ));
     }
     let body = match Limited::new(body, state.config.max_body).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return reply(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+            return Err(reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large",
+            ))
         }
-        Err(_) => return reply(StatusCode::BAD_REQUEST, "could not read the request body"),
+        Err(_) => {
+            return Err(reply(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body",
+            ))
+        }
     };
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.append(
@@ -71,23 +101,33 @@ pub async fn handle(request: Request<Incoming>, state: Arc<State>) -> Response<B
             parts.uri = path.clone().into();
         }
     }
-
-    // Only idempotent requests may be replayed once they reached an upstream; keep a copy.
-    let mut replay = (parts.method == Method::GET || parts.method == Method::HEAD)
+    let replay = (parts.method == Method::GET || parts.method == Method::HEAD)
         .then(|| Request::from_parts(clone_parts(&parts), Full::new(body.clone())));
-    // Uri clones share their bytes; only client-hash needs it.
-    let key_uri = state
+    let key = state
         .config
         .strategy
         .needs_request()
-        .then(|| parts.uri.clone());
-    let key = key_uri
-        .as_ref()
-        .and_then(|uri| crate::selection::client_key(uri.path()));
-    let mut request = Some(Request::from_parts(parts, Full::new(body)));
-    let mut broke = false;
+        .then(|| crate::selection::client_key(parts.uri.path()).map(str::to_owned))
+        .flatten();
+    Ok(Prepared {
+        request: Request::from_parts(parts, Full::new(body)),
+        replay,
+        key,
+    })
+}
 
-    for index in state.selection.candidates(&state.upstreams, key) {
+/// The failover loop: the candidates in the strategy's order, skipping those down, until
+/// one answers. A request never written moves on; one written to an exchange that broke is
+/// replayed only if it may be (GET, HEAD); a timeout ends it with 504.
+async fn forward(prepared: Prepared, state: &State) -> Response<Body> {
+    let Prepared {
+        request,
+        mut replay,
+        key,
+    } = prepared;
+    let mut request = Some(request);
+    let mut broke = false;
+    for index in state.selection.candidates(&state.upstreams, key.as_deref()) {
         let upstream = &state.upstreams[index];
         if upstream.is_down() {
             continue;
@@ -95,7 +135,7 @@ pub async fn handle(request: Request<Incoming>, state: Arc<State>) -> Response<B
         let Some(outgoing) = request.take() else {
             break;
         };
-        match exchange(upstream, outgoing, &state).await {
+        match exchange(upstream, outgoing, state).await {
             Ok(response) => return response,
             Err(Failure::NotSent(back)) => request = Some(back),
             Err(Failure::TimedOut) => {
@@ -120,7 +160,7 @@ pub async fn handle(request: Request<Incoming>, state: Arc<State>) -> Response<B
     }
 }
 
-/// One request against one upstream: a pooled connection if one is alive, else a new one.
+/// One request against one upstream, over a pooled connection or a new one.
 async fn exchange(
     upstream: &Upstream,
     mut request: Request<Body>,
@@ -128,19 +168,14 @@ async fn exchange(
 ) -> Result<Response<Body>, Failure> {
     let _in_flight = upstream.begin();
     loop {
-        let (mut sender, pooled) = match upstream.take_idle() {
-            Some(sender) => (sender, true),
-            None => match connect(upstream, state).await {
-                Ok(sender) => (sender, false),
-                Err(()) => {
-                    upstream.mark_failed();
-                    return Err(Failure::NotSent(request));
-                }
-            },
+        let Ok(Checkout { mut sender, reused }) = upstream
+            .pool
+            .checkout(&upstream.addr, state.config.connect_timeout)
+            .await
+        else {
+            upstream.mark_failed();
+            return Err(Failure::NotSent(request));
         };
-        if pooled && sender.ready().await.is_err() {
-            continue; // closed while idle (the upstream restarted): try the next one
-        }
         // Err(Some(request)): never written, here it is back. Err(None): it was written.
         let attempt = async {
             match sender.try_send_request(request).await {
@@ -154,8 +189,7 @@ async fn exchange(
                 Err(mut e) => Err(e.take_message()),
             }
         };
-        let outcome = tokio::time::timeout(state.config.timeout, attempt).await;
-        match outcome {
+        match tokio::time::timeout(state.config.timeout, attempt).await {
             Err(_) => {
                 // A frozen instance: let the next requests go elsewhere for a while.
                 upstream.mark_failed();
@@ -163,11 +197,11 @@ async fn exchange(
             }
             Ok(Ok((mut parts, body))) => {
                 upstream.mark_ok();
-                upstream.put_idle(sender);
+                upstream.pool.checkin(sender);
                 strip_hop_by_hop(&mut parts.headers);
                 return Ok(Response::from_parts(parts, Full::new(body)));
             }
-            Ok(Err(Some(back))) if pooled => request = back, // never written: retry here
+            Ok(Err(Some(back))) if reused => request = back, // never written: retry here
             Ok(Err(Some(back))) => {
                 upstream.mark_failed();
                 return Err(Failure::NotSent(back));
@@ -178,27 +212,6 @@ async fn exchange(
             }
         }
     }
-}
-
-async fn connect(upstream: &Upstream, state: &State) -> Result<Sender, ()> {
-    let stream = upstream
-        .connect(state.config.connect_timeout)
-        .await
-        .map_err(|_| ())?;
-    let fd: std::os::fd::OwnedFd = match stream {
-        Stream::Unix(s) => s.into_std().map_err(|_| ())?.into(),
-        Stream::Tcp(s) => s.into_std().map_err(|_| ())?.into(),
-    };
-    // Pooled connections only ever need to wake for responses: see serverkit::quiet.
-    let stream = QuietStream::new(fd).map_err(|_| ())?;
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| ())?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
 }
 
 /// Removes the headers that describe one connection rather than the message (RFC 9110 §7.6.1):

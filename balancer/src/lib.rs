@@ -3,9 +3,11 @@
 //! proxies requests (http mode) or bytes (tcp mode) to their Unix sockets or TCP addresses.
 //! `main.rs` only reads the configuration and runs `server::run`; tests use the rest.
 
+pub mod address;
 pub mod config;
 pub mod handoff;
 pub mod http_proxy;
+pub mod pool;
 pub mod selection;
 pub mod server;
 pub mod state;

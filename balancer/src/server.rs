@@ -69,7 +69,7 @@ impl Handler for Proxy {
             match state.config.mode {
                 Mode::Tcp => tcp_proxy::spawn(connection, state),
                 _ => serverkit::http::spawn_connection(connection, drain, move |request| {
-                    http_proxy::handle(request, state.clone())
+                    http_proxy::proxy(request, state.clone())
                 }),
             }
         }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use serverkit::server::Connection;
 use tokio::net::TcpStream;
 
+use crate::address::Stream;
 use crate::state::State;
 use crate::unavailable;
-use crate::upstream::Stream;
 
 /// Copies bytes between the client and an upstream in a task of its own, holding the
 /// connection's permit until both sides are done.
@@ -18,7 +18,7 @@ pub fn spawn(connection: Connection, state: Arc<State>) {
     match TcpStream::from_std(std::net::TcpStream::from(fd)) {
         Ok(client) => {
             tokio::spawn(async move {
-                handle(client, state).await;
+                relay(client, state).await;
                 drop(permit);
             });
         }
@@ -26,13 +26,17 @@ pub fn spawn(connection: Connection, state: Arc<State>) {
     }
 }
 
-async fn handle(mut client: TcpStream, state: Arc<State>) {
+async fn relay(mut client: TcpStream, state: Arc<State>) {
     for index in state.selection.candidates(&state.upstreams, None) {
         let upstream = &state.upstreams[index];
         if upstream.is_down() {
             continue;
         }
-        match upstream.connect(state.config.connect_timeout).await {
+        match upstream
+            .addr
+            .connect_stream(state.config.connect_timeout)
+            .await
+        {
             Ok(stream) => {
                 upstream.mark_ok();
                 let _in_flight = upstream.begin();

@@ -1,30 +1,18 @@
-//! One upstream: its address, counters, health and pool of idle HTTP connections.
+//! One upstream: its address, counters, health, the load it reports (handoff mode) and its
+//! pool of HTTP connections (http mode).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http1::SendRequest;
 use serverkit::load::{count_path, CountView};
-use tokio::net::{TcpStream, UnixStream};
 
-use crate::config::UpstreamAddr;
+use crate::address::UpstreamAddr;
+use crate::pool::Pool;
 
 /// Backoff after a failed connect: doubles per consecutive failure, from the first to the last.
 pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 pub const BACKOFF_MAX: Duration = Duration::from_millis(1000);
-/// Idle connections kept per upstream; more than the peak concurrency is never useful.
-const MAX_IDLE: usize = 256;
-
-pub type Sender = SendRequest<Full<Bytes>>;
-
-/// A connected byte stream to an upstream.
-pub enum Stream {
-    Unix(UnixStream),
-    Tcp(TcpStream),
-}
 
 pub struct Upstream {
     pub addr: UpstreamAddr,
@@ -34,7 +22,7 @@ pub struct Upstream {
     consecutive_failures: AtomicU32,
     /// Milliseconds on `clock()` before which the upstream is skipped; 0 when up.
     down_until: AtomicU64,
-    idle: Mutex<Vec<Sender>>,
+    pub pool: Pool,
     /// The connections the upstream itself reports open (handoff mode, where the balancer
     /// never sees a connection close): `serverkit::load`.
     reported: Mutex<Option<CountView>>,
@@ -63,7 +51,7 @@ impl Upstream {
             failures: AtomicU64::new(0),
             consecutive_failures: AtomicU32::new(0),
             down_until: AtomicU64::new(0),
-            idle: Mutex::new(Vec::new()),
+            pool: Pool::default(),
             reported: Mutex::new(None),
         }
     }
@@ -113,45 +101,13 @@ impl Upstream {
         self.down_until
             .store(clock() + backoff.as_millis() as u64, Relaxed);
         // Connections to a failing upstream are suspect; open fresh ones when it is back.
-        self.idle.lock().unwrap().clear();
+        self.pool.clear();
     }
 
     pub fn mark_ok(&self) {
         if self.down_until.load(Relaxed) != 0 {
             self.down_until.store(0, Relaxed);
             self.consecutive_failures.store(0, Relaxed);
-        }
-    }
-
-    pub async fn connect(&self, timeout: Duration) -> std::io::Result<Stream> {
-        let connect = async {
-            match &self.addr {
-                UpstreamAddr::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
-                UpstreamAddr::Tcp(addr) => {
-                    let stream = TcpStream::connect(addr.as_str()).await?;
-                    stream.set_nodelay(true)?;
-                    Ok(Stream::Tcp(stream))
-                }
-            }
-        };
-        tokio::time::timeout(timeout, connect)
-            .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "connect timed out",
-                ))
-            })
-    }
-
-    pub fn take_idle(&self) -> Option<Sender> {
-        self.idle.lock().unwrap().pop()
-    }
-
-    pub fn put_idle(&self, sender: Sender) {
-        let mut idle = self.idle.lock().unwrap();
-        if idle.len() < MAX_IDLE {
-            idle.push(sender);
         }
     }
 

@@ -8,7 +8,6 @@ mod power_of_two;
 mod random;
 mod round_robin;
 
-use crate::config::Mode;
 use crate::upstream::Upstream;
 
 pub use client_hash::ClientHash;
@@ -103,11 +102,6 @@ impl Strategy {
         self == Strategy::ClientHash
     }
 
-    /// Whether the strategy works in `mode`.
-    pub fn works_in(self, mode: Mode) -> bool {
-        mode == Mode::Http || !self.needs_request()
-    }
-
     /// Whether the strategy reads how busy each upstream is.
     pub fn needs_load(self) -> bool {
         matches!(self, Strategy::LeastConnections | Strategy::PowerOfTwo)
@@ -154,7 +148,7 @@ fn random_below(n: usize) -> usize {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::config::UpstreamAddr;
+    use crate::address::UpstreamAddr;
 
     pub fn upstreams(n: usize) -> Vec<Upstream> {
         (0..n)

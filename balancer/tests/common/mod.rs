@@ -230,7 +230,7 @@ pub fn strategy_modes() -> Vec<(&'static str, &'static str)> {
         .flat_map(|s| {
             Mode::ALL
                 .into_iter()
-                .filter(move |m| s.works_in(*m))
+                .filter(move |m| m.supports(s))
                 .map(move |m| (s.name(), m.name()))
         })
         .collect()
