@@ -5,6 +5,7 @@
 pub mod checks;
 pub mod cli;
 pub mod client;
+pub mod model;
 pub mod official;
 pub mod report;
 pub mod schedule;

@@ -4,8 +4,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use loadtest::model::Options;
 use loadtest::report::{self, Report};
-use loadtest::simulation::{self, Options};
+use loadtest::simulation;
 
 /// Runs the official Rinha de Backend 2024/Q1 simulation (phases, checks, scoring) against a
 /// stack, with a per-client audit of acknowledged money against the final balances.

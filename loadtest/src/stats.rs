@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::checks::is_inconsistency;
-use crate::simulation::{Name, Record};
+use crate::model::{Name, Record};
 
 /// The official response-time groups (docs/challenge.md, "The official test").
 pub const FAST_MS: f64 = 250.0;

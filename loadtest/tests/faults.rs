@@ -10,8 +10,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use loadtest::model::{Options, Outcome};
 use loadtest::report::Report;
-use loadtest::simulation::{run, Options, Outcome};
+use loadtest::simulation::run;
 use serde_json::{json, Value};
 
 #[derive(Clone, Copy, PartialEq, Debug)]

@@ -1,8 +1,9 @@
 //! A shortened official run against the real stack: two `api` processes on a fresh
 //! database behind the real balancer. Every check passes and the audit is clean.
 
+use loadtest::model::Options;
 use loadtest::report::Report;
-use loadtest::simulation::{run, Options};
+use loadtest::simulation::run;
 use testkit::{Balancer, Target, TestApi};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
