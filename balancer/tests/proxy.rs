@@ -135,7 +135,14 @@ async fn strategies_distribute_as_designed() {
         }
         let on_a = picks.iter().filter(|(_, u)| u == "a").count();
         match strategy {
-            // Sequential requests leave nothing in flight, so the least-loaded ties rotate.
+            // In tcp and handoff modes least-connections counts connections, and the one
+            // just answered may still be closing when the next request is placed: balanced,
+            // not strictly alternating.
+            "least-connections" if mode != "http" => {
+                assert!((35..=65).contains(&on_a), "{strategy}/{mode}: {on_a}")
+            }
+            // Sequential requests leave nothing in flight, so the least-loaded ties rotate
+            // (http mode counts requests, released before the answer goes out).
             "round-robin" | "least-connections" => {
                 assert_eq!(on_a, 50, "{strategy}/{mode}");
                 assert!(
