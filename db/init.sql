@@ -8,6 +8,7 @@
 
 SET client_min_messages = warning;
 
+DROP FUNCTION IF EXISTS transact_batch;
 DROP TABLE IF EXISTS transacoes;
 DROP TABLE IF EXISTS clientes;
 
@@ -23,8 +24,9 @@ CREATE TABLE clientes (
 
 -- id is the insertion order: statements sort by it, never by realizada_em, because
 -- several transactions can share one timestamp.
--- cliente_id has no foreign key on purpose: a row is inserted only by the statement that has
--- just locked and updated that client's row (api/src/db.rs), and clients are never deleted.
+-- cliente_id has no foreign key on purpose: a row is inserted only by the statement (or the
+-- batch function below) that has just locked and updated that client's row (api/src/db.rs),
+-- and clients are never deleted.
 -- The foreign key's trigger would lock the client row a second time per insert; without it
 -- and with one statement instead of a PL/pgSQL function, PostgreSQL spends about 12% less CPU
 -- per transaction (bench/pg-shapes, BENCHMARKS.md "Transaction shape").
@@ -44,3 +46,37 @@ INSERT INTO clientes (id, nome, limite) VALUES
     (3, 'les cruders', 10000 * 100),
     (4, 'padaria joia de cocaia', 100000 * 100),
     (5, 'kid mais', 5000 * 100);
+
+-- Group commit (api/src/batch.rs): the credits and debits an API instance received while its
+-- previous database call ran, applied in one transaction, so they share one commit (one WAL
+-- flush) and one wake-up of this backend. The rows involved are locked first, in id order,
+-- so two instances' batches never deadlock; then each transaction, in the order given (the
+-- order of arrival), is applied against the running balance under the same rules as the
+-- single statement: within the limit and the 32-bit range, or refused, which does not stop
+-- the others. One row per input, in order: existe (false: no such client), and the new
+-- balance and the limit, or NULLs when refused.
+-- (existe, not found: FOUND is PL/pgSQL's own variable.) Any error rolls the whole batch back.
+CREATE FUNCTION transact_batch(
+    ids int[], deltas int8[], valores int[], tipos text[], descricoes text[])
+RETURNS TABLE (existe bool, saldo int, limite int)
+LANGUAGE plpgsql AS $$
+DECLARE
+    existing int[];
+BEGIN
+    SELECT array_agg(l.id) INTO existing
+      FROM (SELECT c.id FROM clientes c WHERE c.id = ANY (ids) ORDER BY c.id FOR UPDATE) l;
+    FOR i IN 1 .. cardinality(ids) LOOP
+        saldo := NULL;
+        limite := NULL;
+        UPDATE clientes c SET saldo = c.saldo + deltas[i]
+         WHERE c.id = ids[i] AND c.saldo::int8 + deltas[i] BETWEEN -c.limite AND 2147483647
+        RETURNING c.saldo, c.limite INTO saldo, limite;
+        IF saldo IS NOT NULL THEN
+            INSERT INTO transacoes (cliente_id, valor, tipo, descricao)
+            VALUES (ids[i], valores[i], tipos[i]::char, descricoes[i]);
+        END IF;
+        existe := ids[i] = ANY (existing);
+        RETURN NEXT;
+    END LOOP;
+END $$;
+

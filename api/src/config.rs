@@ -34,6 +34,8 @@ pub struct Config {
     /// request gets 503 instead of hanging.
     pub db_timeout: Duration,
     pub tx_shape: TxShape,
+    /// Group commit: the most credits and debits one transaction applies; 1 runs each alone.
+    pub batch_max: usize,
     pub max_connections: usize,
     /// How long in-flight requests get to finish after a shutdown signal.
     pub drain: Duration,
@@ -100,6 +102,7 @@ impl Config {
             db_wait: Duration::from_secs(number(&get, "DB_WAIT_SECS", 30, 0..=3600)?),
             db_timeout: Duration::from_millis(number(&get, "DB_TIMEOUT_MS", 2000, 1..=600_000)?),
             tx_shape,
+            batch_max: number(&get, "DB_BATCH_MAX", 16, 1..=1000)?,
             max_connections: number(&get, "API_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
             drain: Duration::from_secs(number(&get, "API_DRAIN_SECS", 10, 0..=3600)?),
         })

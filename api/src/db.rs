@@ -5,13 +5,15 @@
 //! single statement, so it is one snapshot. Nothing is cached in the API process, so two
 //! instances behind the balancer always agree.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
+use crate::batch::{Item, Queue};
 use crate::config::{Config, TxShape};
-use crate::pool::Pool;
+use crate::pool::{Pool, Slot};
 use crate::validation::NewTransaction;
 
 /// Why a database operation gave no answer. Every variant means "try again later" (503).
@@ -20,6 +22,18 @@ pub enum DbError {
     /// No connection or no answer within `DB_TIMEOUT_MS`.
     Timeout,
     Sqlx(sqlx::Error),
+    /// The batch this request was in failed (as a whole: nothing of it was applied).
+    Batch(String),
+}
+
+impl DbError {
+    /// The same error for each request of a failed batch.
+    pub fn shared(&self) -> DbError {
+        match self {
+            DbError::Timeout => DbError::Timeout,
+            other => DbError::Batch(other.to_string()),
+        }
+    }
 }
 
 impl std::fmt::Display for DbError {
@@ -27,6 +41,7 @@ impl std::fmt::Display for DbError {
         match self {
             DbError::Timeout => f.write_str("database did not answer in time"),
             DbError::Sqlx(e) => write!(f, "database error: {e}"),
+            DbError::Batch(e) => write!(f, "batch failed: {e}"),
         }
     }
 }
@@ -72,6 +87,9 @@ pub struct Database {
     /// Local backstop for one operation once sent; longer than the server's statement_timeout.
     timeout: Duration,
     tx_shape: TxShape,
+    /// Group commit's queue; None runs every transaction alone (DB_BATCH_MAX=1, or the
+    /// client-driven shape, kept unbatched for comparison).
+    batch: Option<Arc<Queue>>,
 }
 
 // A credit or debit in one statement: one round trip, and atomic without an explicit
@@ -128,6 +146,8 @@ impl Database {
                         // database that stopped answering at all.
                         timeout: config.db_timeout + Duration::from_millis(250),
                         tx_shape: config.tx_shape,
+                        batch: (config.batch_max > 1 && config.tx_shape == TxShape::Statement)
+                            .then(|| Arc::new(Queue::new(config.batch_max))),
                     })
                 }
                 Err(e) if tokio::time::Instant::now() + backoff > deadline => {
@@ -145,6 +165,9 @@ impl Database {
     }
 
     pub async fn transact(&self, client: i32, tx: &NewTransaction<'_>) -> Result<Applied, DbError> {
+        if let Some(queue) = &self.batch {
+            return self.transact_in_batch(queue, client, tx).await;
+        }
         let shape = self.tx_shape;
         self.on_connection(async |conn| match shape {
             TxShape::Statement => transact_statement(conn, client, tx).await,
@@ -181,10 +204,135 @@ impl Database {
         result
     }
 
+    /// Group commit (`crate::batch`): waits in the queue for a batch, starting a leader if a
+    /// connection is free.
+    async fn transact_in_batch(
+        &self,
+        queue: &Arc<Queue>,
+        client: i32,
+        tx: &NewTransaction<'_>,
+    ) -> Result<Applied, DbError> {
+        let (id, mut answer) = queue.push(Item {
+            client,
+            delta: tx.signed_amount(),
+            amount: tx.amount,
+            kind: tx.kind.code(),
+            description: tx.description.to_string(),
+        });
+        if let Some(slot) = self.pool.try_slot() {
+            tokio::spawn(self.clone().lead(queue.clone(), slot));
+        }
+        match tokio::time::timeout(self.acquire_timeout, &mut answer).await {
+            Ok(answer) => answer.unwrap_or(Err(DbError::Timeout)),
+            // Still waiting: withdrawn, never sent.
+            Err(_) if queue.withdraw(id) => Err(DbError::Timeout),
+            // In a batch: its outcome, which the batch's own deadline bounds.
+            Err(_) => answer.await.unwrap_or(Err(DbError::Timeout)),
+        }
+    }
+
+    /// Runs batches on one connection until the queue is empty, then gives the connection
+    /// back and looks once more (see `crate::batch` for why that order).
+    async fn lead(self, queue: Arc<Queue>, slot: Slot) {
+        let mut slot = Some(slot);
+        while let Some(free) = slot.take() {
+            let mut lease = match self.pool.lease(free).await {
+                Ok(lease) => lease,
+                Err(e) => return queue.fail_all(&DbError::Sqlx(e)),
+            };
+            let mut healthy = true;
+            loop {
+                let batch = queue.take();
+                if batch.items.is_empty() {
+                    break;
+                }
+                let run = tokio::time::timeout(self.timeout, run_batch(&mut lease, &batch.items));
+                match run.await.unwrap_or(Err(DbError::Timeout)) {
+                    Ok(results) => batch.answer(results),
+                    Err(e) => {
+                        eprintln!("api: {e}");
+                        if let DbError::Sqlx(sqlx_error) = &e {
+                            if connection_lost(sqlx_error) {
+                                self.pool.discard_idle();
+                            }
+                        }
+                        batch.fail(&e);
+                        healthy = false;
+                        break;
+                    }
+                }
+            }
+            if healthy {
+                lease.release();
+            } else {
+                drop(lease); // its protocol state is unknown: closed
+            }
+            if !queue.is_empty() {
+                slot = self.pool.try_slot();
+            }
+        }
+    }
+
     /// Closes every connection; in-flight operations finish first.
     pub async fn close(&self) {
+        if let Some(queue) = &self.batch {
+            eprintln!("api: group commit: {}", queue.report());
+        }
         self.pool.close().await;
     }
+}
+
+// Several credits and debits in one call, one transaction: db/init.sql's transact_batch.
+const TRANSACT_BATCH: &str = "SELECT existe, saldo, limite FROM transact_batch($1, $2, $3, $4, $5)";
+
+/// One batch: a single item takes the single statement (cheaper for one); more take the
+/// batch function. The results are in the items' order.
+async fn run_batch(conn: &mut PgConnection, items: &[Item]) -> Result<Vec<Applied>, DbError> {
+    if let [item] = items {
+        let row = sqlx::query(TRANSACT)
+            .bind(item.client)
+            .bind(item.delta)
+            .bind(item.amount)
+            .bind(item.kind)
+            .bind(&item.description)
+            .fetch_one(conn)
+            .await?;
+        return Ok(vec![applied(&row)?]);
+    }
+    let rows = sqlx::query(TRANSACT_BATCH)
+        .bind(items.iter().map(|i| i.client).collect::<Vec<i32>>())
+        .bind(items.iter().map(|i| i.delta).collect::<Vec<i64>>())
+        .bind(items.iter().map(|i| i.amount).collect::<Vec<i32>>())
+        .bind(items.iter().map(|i| i.kind).collect::<Vec<&str>>())
+        .bind(
+            items
+                .iter()
+                .map(|i| i.description.as_str())
+                .collect::<Vec<&str>>(),
+        )
+        .fetch_all(conn)
+        .await?;
+    if rows.len() != items.len() {
+        return Err(DbError::Batch(format!(
+            "transact_batch answered {} rows for {} transactions",
+            rows.len(),
+            items.len()
+        )));
+    }
+    rows.iter().map(applied).collect()
+}
+
+/// A row of (exists, new balance or NULL, limit or NULL) as the outcome of one transaction.
+fn applied(row: &sqlx::postgres::PgRow) -> Result<Applied, DbError> {
+    let found: bool = row.try_get(0)?;
+    Ok(match row.try_get::<Option<i32>, _>(1)? {
+        Some(balance) => Applied::Done {
+            balance,
+            limit: row.try_get(2)?,
+        },
+        None if found => Applied::Refused,
+        None => Applied::UnknownClient,
+    })
 }
 
 /// Whether an error means the server end of the connection is gone (a restart or crash of
@@ -213,15 +361,7 @@ async fn transact_statement(
         .bind(tx.description.as_ref())
         .fetch_one(conn)
         .await?;
-    let found: bool = row.try_get(0)?;
-    Ok(match row.try_get::<Option<i32>, _>(1)? {
-        Some(balance) => Applied::Done {
-            balance,
-            limit: row.try_get(2)?,
-        },
-        None if found => Applied::Refused,
-        None => Applied::UnknownClient,
-    })
+    applied(&row)
 }
 
 /// The same rules as `TRANSACT`, in five round trips. A refused or unknown-client transaction

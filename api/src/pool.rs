@@ -53,6 +53,20 @@ impl Pool {
             .acquire_owned()
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
+        self.lease(Slot(permit)).await
+    }
+
+    /// A free slot now, if there is one (group commit starts a batch only then).
+    pub fn try_slot(&self) -> Option<Slot> {
+        Arc::clone(&self.shared.slots)
+            .try_acquire_owned()
+            .ok()
+            .map(Slot)
+    }
+
+    /// The connection for a slot: an idle one, or a new one.
+    pub async fn lease(&self, slot: Slot) -> Result<Lease, sqlx::Error> {
+        let Slot(permit) = slot;
         let idle = self.shared.idle.lock().expect("pool lock").pop();
         let connection = match idle {
             Some(connection) => connection,
@@ -83,6 +97,9 @@ impl Pool {
         }
     }
 }
+
+/// The right to hold one connection, before it is taken.
+pub struct Slot(OwnedSemaphorePermit);
 
 /// A connection held for one operation.
 pub struct Lease {

@@ -1,0 +1,284 @@
+//! Group commit (api/src/batch.rs) against a real PostgreSQL, with both instances running:
+//! exact balances and answers when many transactions share one commit, refusals and unknown
+//! clients inside a batch, the order of arrival, and crashes of the database.
+//!
+//! Batches are made to form deterministically: each instance gets one connection
+//! (DB_POOL_SIZE=1), and a held row lock keeps the first transaction, and so the
+//! connection, busy while the others queue behind it.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use hyper::StatusCode;
+use testkit::{Process, Target, TestApi};
+
+const ONE_CONNECTION: [(&str, &str); 2] = [("DB_POOL_SIZE", "1"), ("DB_BATCH_MAX", "16")];
+
+fn body(valor: i64, tipo: &str, descricao: &str) -> String {
+    format!(r#"{{"valor": {valor}, "tipo": "{tipo}", "descricao": "{descricao}"}}"#)
+}
+
+/// Stops an instance and returns its group-commit report: (transactions, batches, largest).
+fn batches_of(process: Process) -> (u64, u64, u64) {
+    process.signal("TERM");
+    let (status, stderr) = process.wait(Duration::from_secs(15));
+    assert!(status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("api: group commit: "))
+        .unwrap_or_else(|| panic!("no group commit report: {stderr}"));
+    // "N transactions in M batches (mean X, largest Y)"
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .filter(|w| !w.is_empty() && !w.contains('.'))
+        .map(|w| w.parse().unwrap())
+        .collect();
+    (numbers[0], numbers[1], *numbers.last().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transactions_over_both_instances_are_exact_and_share_commits() {
+    let api = TestApi::start(&ONE_CONNECTION).await;
+    let (second, other) = api.start_sibling("api2.sock", &ONE_CONNECTION);
+    let targets = [api.target.clone(), other];
+    for (tipo, expected) in [("d", -25), ("c", 0)] {
+        let replies = join_all((0..25).map(|i| {
+            let target = targets[i % 2].clone();
+            async move {
+                target
+                    .post("/clientes/1/transacoes", &body(1, tipo, "validacao"))
+                    .await
+            }
+        }))
+        .await;
+        assert!(replies.iter().all(|r| r.status == StatusCode::OK));
+        let reply = targets[0].get("/clientes/1/extrato").await;
+        assert_eq!(reply.json()["saldo"]["total"], expected, "after 25 {tipo}");
+    }
+    assert_eq!(api.db.balance_and_count(1).await, (0, 50));
+    let TestApi { process, .. } = api;
+    let (a, b) = (batches_of(process), batches_of(second));
+    assert_eq!(
+        a.0 + b.0,
+        50,
+        "every transaction went through a batch: {a:?} {b:?}"
+    );
+    assert!(
+        a.1 + b.1 < 50,
+        "fewer commits than transactions: {a:?} {b:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_mixes_accepted_refused_and_unknown_with_exact_answers() {
+    let api = TestApi::start(&ONE_CONNECTION).await;
+    let target = api.target.clone();
+    // The instance's one connection waits on client 3's row: the next ones queue.
+    let lock = api.db.lock_client(3).await;
+    let first = tokio::spawn({
+        let target = target.clone();
+        async move {
+            target
+                .post("/clientes/3/transacoes", &body(100, "c", "first"))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mixed = [
+        (2, 30000, "d"),
+        (2, 30000, "d"),
+        (2, 30000, "d"), // one of the three passes -80000: refused, the others not
+        (6, 10, "c"),    // no such client
+        (1, 10, "c"),
+        (4, 10, "c"),
+        (5, 10, "c"),
+        (3, 5, "d"), // behind "first", on the locked row
+    ];
+    let queued: Vec<_> = mixed
+        .iter()
+        .map(|&(client, valor, tipo)| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let reply = target
+                    .post(
+                        &format!("/clientes/{client}/transacoes"),
+                        &body(valor, tipo, "mix"),
+                    )
+                    .await;
+                (client, reply)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(lock);
+
+    let first = first.await.unwrap();
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.json()["saldo"], 100);
+    let mut client_2 = Vec::new();
+    for reply in queued {
+        let (client, reply) = reply.await.unwrap();
+        match client {
+            2 => client_2.push((reply.status, reply.text())),
+            6 => assert_eq!(reply.status, StatusCode::NOT_FOUND),
+            3 => assert_eq!(
+                (reply.status, reply.json()["saldo"].clone()),
+                (StatusCode::OK, 95.into())
+            ),
+            _ => assert_eq!(
+                (reply.status, reply.json()["saldo"].clone()),
+                (StatusCode::OK, 10.into())
+            ),
+        }
+    }
+    client_2.sort();
+    assert_eq!(client_2[0].0, StatusCode::OK);
+    assert_eq!(client_2[1].0, StatusCode::OK);
+    assert_eq!(client_2[2].0, StatusCode::UNPROCESSABLE_ENTITY);
+    let mut saldos: Vec<String> = client_2[..2].iter().map(|(_, t)| t.clone()).collect();
+    saldos.sort();
+    assert_eq!(
+        saldos,
+        [
+            r#"{"limite":80000,"saldo":-30000}"#,
+            r#"{"limite":80000,"saldo":-60000}"#
+        ]
+    );
+    for (client, expected) in [
+        (1, (10, 1)),
+        (2, (-60000, 2)),
+        (3, (95, 2)),
+        (4, (10, 1)),
+        (5, (10, 1)),
+    ] {
+        assert_eq!(
+            api.db.balance_and_count(client).await,
+            expected,
+            "client {client}"
+        );
+    }
+    let TestApi { process, .. } = api;
+    let (transactions, batches, largest) = batches_of(process);
+    assert_eq!(
+        (transactions, batches, largest),
+        (9, 2, 8),
+        "the first, then the eight together"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn for_one_client_the_order_of_arrival_is_the_order_of_application() {
+    let api = TestApi::start(&ONE_CONNECTION).await;
+    let target = api.target.clone();
+    let lock = api.db.lock_client(1).await;
+    let mut pending = vec![tokio::spawn(send(target.clone(), "first".into()))];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..10 {
+        pending.push(tokio::spawn(send(target.clone(), format!("o{i}"))));
+        tokio::time::sleep(Duration::from_millis(30)).await; // each arrives after the last
+    }
+    drop(lock);
+    for reply in join_all(pending).await {
+        assert_eq!(reply.unwrap(), StatusCode::OK);
+    }
+    let statement = target.get("/clientes/1/extrato").await.json();
+    let newest_first: Vec<&str> = statement["ultimas_transacoes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["descricao"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        newest_first,
+        ["o9", "o8", "o7", "o6", "o5", "o4", "o3", "o2", "o1", "o0"]
+    );
+}
+
+async fn send(target: Target, descricao: String) -> StatusCode {
+    target
+        .post("/clientes/1/transacoes", &body(1, "c", &descricao))
+        .await
+        .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_crash_during_batches_loses_nothing_acknowledged() {
+    use sqlx::{Connection, Row};
+    let cluster = testkit::Cluster::start();
+    let dir = testkit::TempDir::new("gc-crash");
+    let socket = dir.join("api.sock");
+    let env = [
+        ("DB_POOL_SIZE", "2"),
+        ("DB_BATCH_MAX", "16"),
+        ("DB_TIMEOUT_MS", "1000"),
+    ];
+    let _api = testkit::spawn_api(cluster.url(), &socket, &env);
+    let target = Target::Unix(socket);
+    // Sixteen clients of the API, each sending credits of 1 back to back: batches form.
+    let load = join_all((0..16).map(|i| {
+        let target = target.clone();
+        tokio::spawn(async move {
+            let client = i % 5 + 1;
+            let mut statuses = Vec::new();
+            for _ in 0..60 {
+                let reply = target
+                    .try_request(
+                        hyper::Method::POST,
+                        &format!("/clientes/{client}/transacoes"),
+                        body(1, "c", "crash").as_bytes(),
+                    )
+                    .await;
+                statuses.push(reply.map(|r| r.status));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (client, statuses)
+        })
+    }));
+    let crash = async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        cluster.stop(true); // immediate: a crash, no checkpoint
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.restart();
+    };
+    let (results, ()) = tokio::join!(load, crash);
+    let mut acknowledged = [0i64; 6];
+    let mut unknown = [0i64; 6];
+    let mut failed = 0;
+    for result in results {
+        let (client, statuses) = result.unwrap();
+        for status in statuses {
+            match status {
+                Ok(StatusCode::OK) => acknowledged[client] += 1,
+                Ok(StatusCode::SERVICE_UNAVAILABLE) | Err(_) => {
+                    unknown[client] += 1;
+                    failed += 1;
+                }
+                Ok(other) => panic!("unexpected {other}"),
+            }
+        }
+    }
+    assert!(
+        failed > 0,
+        "the crash hit some requests (else this test proves nothing)"
+    );
+    assert!(acknowledged.iter().sum::<i64>() > 0);
+    let mut conn = sqlx::PgConnection::connect(cluster.url()).await.unwrap();
+    for client in 1..=5 {
+        let row = sqlx::query(
+            "SELECT c.saldo::int8, (SELECT coalesce(sum(valor), 0)::int8 FROM transacoes WHERE cliente_id = c.id) \
+             FROM clientes c WHERE c.id = $1",
+        )
+        .bind(client as i32)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        let (saldo, ledger): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(saldo, ledger, "client {client}: balance equals its rows");
+        assert!(
+            saldo >= acknowledged[client] && saldo <= acknowledged[client] + unknown[client],
+            "client {client}: {saldo} outside [{}, {}]",
+            acknowledged[client],
+            acknowledged[client] + unknown[client]
+        );
+    }
+}
