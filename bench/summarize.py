@@ -52,15 +52,17 @@ def stack_runs(rows):
               f"| {round(s['api1']['cpu_us_per_request'] + s['api2']['cpu_us_per_request'], 1)} | {s['lb']['cpu_us_per_request']} |")
 
 
-def stack_modes(rows):
-    """Medians per balancer and rate of the lb-* runs (bench/stack-modes)."""
-    print("| balancer | rate | runs | KO | p50 ms | load p99 ms | stack CPU µs/req | db | api1+api2 | lb |")
+def stack_modes(rows, prefix="lb-"):
+    """Medians per label and rate of the runs labelled PREFIX* (bench/stack-modes,
+    bench/group-commit)."""
+    rows = [r for r in rows if r["label"].startswith(prefix)]
+    print("| variant | rate | runs | KO | p50 ms | load p99 ms | stack CPU µs/req | db | api1+api2 | lb |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     keys = sorted({(r["label"], r["rate"]) for r in rows}, key=lambda k: (k[1], k[0]))
     for label, rate in keys:
         runs = [r for r in rows if r["label"] == label and r["rate"] == rate]
         svc = lambda name: median([r["services"][name]["cpu_us_per_request"] for r in runs])
-        print(f"| {label[3:]} | x{rate:g} | {len(runs)} | {sum(r['groups']['all requests']['ko'] for r in runs)} "
+        print(f"| {label[len(prefix):]} | x{rate:g} | {len(runs)} | {sum(r['groups']['all requests']['ko'] for r in runs)} "
               f"| {median([r['groups']['all requests']['p50_ms'] for r in runs])} | {median([load_p99(r) for r in runs])} "
               f"| {median([r['stack_cpu_us_per_request'] for r in runs])} | {svc('db')} "
               f"| {median([r['services']['api1']['cpu_us_per_request'] + r['services']['api2']['cpu_us_per_request'] for r in runs])} "
@@ -73,7 +75,7 @@ if __name__ == "__main__":
     if kind == "balancers":
         balancers([r for r in rows if r.get("date") == stamp])
     elif kind == "stack-modes":
-        stack_modes([r for r in rows if r["date"] >= stamp and r["label"].startswith("lb-")])
+        stack_modes([r for r in rows if r["date"] >= stamp], sys.argv[4] if len(sys.argv) > 4 else "lb-")
     else:
         # stack-runs: runs whose label starts with the given prefix, from `stamp` on
         prefix = sys.argv[4] if len(sys.argv) > 4 else ""
