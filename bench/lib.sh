@@ -30,7 +30,7 @@ stop_stack() {
     kill -TERM "$stack_pid" 2>/dev/null
     wait "$stack_pid" 2>/dev/null
     # What the APIs said of their batches at shutdown (group commit), for the results.
-    batch_report=$(grep -h "group commit:" "$stack_log" | sed 's/.*group commit: //' | paste -sd ';' -)
+    batch_report=$( (grep -h "group commit:" "$stack_log" || true) | sed 's/.*group commit: //' | paste -sd ';' -)
     rm -f "$stack_log"
 }
 
