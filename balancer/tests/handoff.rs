@@ -88,14 +88,24 @@ async fn credits(target: &Target, clients: usize, each: usize) -> Vec<Result<Sta
     all
 }
 
+/// `clients` clients sending credits through the balancer, and `signal` sent to the first
+/// API once they are under way; every outcome.
+async fn signal_under_load(
+    stack: &Stack,
+    clients: usize,
+    signal: &str,
+) -> Vec<Result<StatusCode, String>> {
+    let target = stack.lb.target.clone();
+    let load = tokio::spawn(async move { credits(&target, clients, 60).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stack.api.process.signal(signal);
+    load.await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_stopped_under_load_loses_no_connection() {
     let stack = Stack::start(&[], &[]).await;
-    let target = stack.lb.target.clone();
-    let load = tokio::spawn(async move { credits(&target, 6, 60).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    stack.api.process.signal("TERM");
-    let results = load.await.unwrap();
+    let results = signal_under_load(&stack, 6, "TERM").await;
     let ok = results
         .iter()
         .filter(|r| matches!(r, Ok(StatusCode::OK)))
@@ -119,11 +129,7 @@ async fn an_api_stopped_under_load_loses_no_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_api_costs_only_its_connections_and_is_used_again_after_restart() {
     let stack = Stack::start(&[], &[]).await;
-    let target = stack.lb.target.clone();
-    let load = tokio::spawn(async move { credits(&target, 4, 60).await });
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    stack.api.process.signal("KILL");
-    let results = load.await.unwrap();
+    let results = signal_under_load(&stack, 4, "KILL").await;
     let failed = results
         .iter()
         .filter(|r| !matches!(r, Ok(StatusCode::OK)))
