@@ -236,9 +236,11 @@ impl Database {
     async fn lead(self, queue: Arc<Queue>, slot: Slot) {
         let mut slot = Some(slot);
         while let Some(free) = slot.take() {
-            let mut lease = match self.pool.lease(free).await {
-                Ok(lease) => lease,
-                Err(e) => return queue.fail_all(&DbError::Sqlx(e)),
+            // The same bound as a request's wait for a connection: past it the database is
+            // down for good, and everything queued would fail anyway.
+            let lease = tokio::time::timeout(self.acquire_timeout, self.pool.lease(free)).await;
+            let Ok(mut lease) = lease else {
+                return queue.fail_all(&DbError::Timeout);
             };
             let mut healthy = true;
             loop {

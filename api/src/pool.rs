@@ -12,10 +12,15 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Waits between connects while the database is down (bounded by the callers' deadlines).
+const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(50);
+const CONNECT_RETRY_MAX: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct Pool {
@@ -53,7 +58,7 @@ impl Pool {
             .acquire_owned()
             .await
             .map_err(|_| sqlx::Error::PoolClosed)?;
-        self.lease(Slot(permit)).await
+        Ok(self.lease(Slot(permit)).await)
     }
 
     /// A free slot now, if there is one (group commit starts a batch only then).
@@ -64,19 +69,34 @@ impl Pool {
             .map(Slot)
     }
 
-    /// The connection for a slot: an idle one, or a new one.
-    pub async fn lease(&self, slot: Slot) -> Result<Lease, sqlx::Error> {
+    /// The connection for a slot: an idle one, or a new one. A connect that fails is tried
+    /// again (50 ms, doubling to 250 ms) until the caller's deadline cancels this: while
+    /// PostgreSQL restarts, requests wait for it and then succeed instead of failing at once.
+    pub async fn lease(&self, slot: Slot) -> Lease {
         let Slot(permit) = slot;
         let idle = self.shared.idle.lock().expect("pool lock").pop();
         let connection = match idle {
             Some(connection) => connection,
-            None => PgConnection::connect_with(&self.shared.options).await?,
+            None => self.connect_until_up().await,
         };
-        Ok(Lease {
+        Lease {
             connection: Some(connection),
             shared: Arc::clone(&self.shared),
             _permit: permit,
-        })
+        }
+    }
+
+    async fn connect_until_up(&self) -> PgConnection {
+        let mut backoff = CONNECT_RETRY_FIRST;
+        loop {
+            match PgConnection::connect_with(&self.shared.options).await {
+                Ok(connection) => return connection,
+                Err(_) => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(CONNECT_RETRY_MAX);
+                }
+            }
+        }
     }
 
     /// Closes the idle connections: after one connection was lost (the server restarted, say),

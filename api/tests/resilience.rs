@@ -289,3 +289,36 @@ async fn socket_file_handling() {
         StatusCode::OK
     );
 }
+
+/// Requests that arrive while PostgreSQL is down and restarting wait for it (within
+/// DB_TIMEOUT_MS) and succeed, instead of failing at once. Only the first may fail: it takes
+/// a pooled connection that died with the server (then the idle ones are dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_during_a_database_restart_wait_for_it_and_succeed() {
+    let own = OwnDatabase::start("restart-wait", &[("DB_TIMEOUT_MS", "5000")]).await;
+    let (target, cluster) = (&own.target, &own.cluster);
+    for kill in [false, true] {
+        cluster.stop(kill);
+        let _first = target.post("/clientes/1/transacoes", DEBIT).await;
+        let waiting: Vec<_> = (0..5)
+            .map(|_| {
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let started = Instant::now();
+                    let status = target.post("/clientes/1/transacoes", DEBIT).await.status;
+                    (status, started.elapsed())
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.restart();
+        for request in waiting {
+            let (status, waited) = request.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "kill={kill}: after {waited:?}");
+            assert!(
+                waited >= Duration::from_millis(400),
+                "it did wait: {waited:?}"
+            );
+        }
+    }
+}
