@@ -11,6 +11,7 @@ pub mod pool;
 pub mod selection;
 pub mod server;
 pub mod state;
+pub mod supervisor;
 pub mod tcp_proxy;
 pub mod unavailable;
 pub mod upstream;

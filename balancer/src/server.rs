@@ -18,11 +18,12 @@ use crate::{http_proxy, tcp_proxy};
 /// Admin connections at once: it is for a person or a monitor, not for load.
 const ADMIN_MAX_CONNECTIONS: usize = 16;
 
-pub async fn run(state: State) -> Result<(), String> {
+/// Serves on `listener`, the descriptor of LB_LISTEN's socket that the supervisor bound.
+pub async fn run(state: State, listener: std::os::fd::RawFd) -> Result<(), String> {
     let state = Arc::new(state);
     let config = &state.config;
     let server = Server::bind(
-        &[Listen::Tcp(config.listen)],
+        &[Listen::Inherited(listener)],
         config.max_connections,
         config.drain,
     )?;
@@ -40,7 +41,7 @@ pub async fn run(state: State) -> Result<(), String> {
     let upstreams: Vec<String> = state.upstreams.iter().map(|u| u.addr.to_string()).collect();
     eprintln!(
         "balancer: listening on {} ({} mode, {}) -> {}",
-        server.describe(),
+        config.listen,
         config.mode.name(),
         config.strategy.name(),
         upstreams.join(", ")

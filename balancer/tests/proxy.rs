@@ -404,3 +404,65 @@ fn bad_configuration_exits_with_one_line() {
         assert!(stderr.contains(expected), "{stderr}");
     }
 }
+
+/// The balancer's worker processes, as its supervisor's children.
+fn workers_of(supervisor: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|pid| pid.parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_worker_costs_only_its_connections() {
+    let dir = TempDir::new("lb-crash");
+    let (a, b) = (Stub::start(&dir, "a"), Stub::start(&dir, "b"));
+    for mode in modes() {
+        let lb = Balancer::start(&[a.addr(mode), b.addr(mode)], &[("LB_MODE", mode)]);
+        // The port is up once the supervisor has bound it; the worker follows.
+        assert_eq!(lb.target.get("/before").await.status, StatusCode::OK);
+        let first = workers_of(lb.process.pid());
+        assert_eq!(first.len(), 1, "{mode}: one worker");
+        // Four clients, one request at a time each, for a second and a half.
+        let clients = futures_util::future::join_all((0..4).map(|_| {
+            let target = lb.target.clone();
+            async move {
+                let deadline = Instant::now() + Duration::from_millis(1500);
+                let mut outcomes = Vec::new();
+                while Instant::now() < deadline {
+                    let reply = target.try_request(Method::GET, "/x", b"").await;
+                    outcomes.push(reply.map(|r| r.status));
+                }
+                outcomes
+            }
+        }));
+        let crash = async {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let status = std::process::Command::new("kill")
+                .args(["-KILL", &first[0].to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        let (outcomes, ()) = tokio::join!(clients, crash);
+        let outcomes: Vec<_> = outcomes.into_iter().flatten().collect();
+        let failed = outcomes
+            .iter()
+            .filter(|o| !matches!(o, Ok(StatusCode::OK)))
+            .count();
+        // At most the four requests inside the dead worker; none refused while it restarted.
+        assert!(failed <= 4, "{mode}: {failed} of {} failed", outcomes.len());
+        assert!(
+            outcomes.len() > 40,
+            "{mode}: kept serving: {}",
+            outcomes.len()
+        );
+        let now = workers_of(lb.process.pid());
+        assert!(
+            now.len() == 1 && now != first,
+            "{mode}: a new worker {now:?}"
+        );
+        assert_eq!(lb.target.get("/after").await.status, StatusCode::OK);
+    }
+}

@@ -26,6 +26,9 @@ pub enum Listen {
     /// Connections handed over by a balancer through the Unix socket at this path
     /// (`crate::handoff`).
     Handoff(PathBuf),
+    /// A listening socket bound by a parent process and inherited as this descriptor (the
+    /// balancer's supervisor keeps the socket open while a worker restarts).
+    Inherited(std::os::fd::RawFd),
 }
 
 impl std::fmt::Display for Listen {
@@ -34,6 +37,7 @@ impl std::fmt::Display for Listen {
             Listen::Tcp(addr) => write!(f, "{addr}"),
             Listen::Unix(path) => write!(f, "unix:{}", path.display()),
             Listen::Handoff(path) => write!(f, "handoff:{}", path.display()),
+            Listen::Inherited(fd) => write!(f, "inherited descriptor {fd}"),
         }
     }
 }
@@ -42,6 +46,12 @@ impl std::fmt::Display for Listen {
 pub(crate) struct Bound {
     pub listener: OwnedFd,
     pub _file: Option<SocketFile>,
+}
+
+/// Binds `listen` and returns the listening socket alone: for a parent process that passes
+/// it on (`Listen::Inherited`). TCP only: a Unix socket file belongs to the process serving it.
+pub fn bind_tcp(addr: SocketAddr) -> Result<OwnedFd, String> {
+    bind(&Listen::Tcp(addr)).map(|bound| bound.listener)
 }
 
 pub(crate) fn bind(listen: &Listen) -> Result<Bound, String> {
@@ -75,6 +85,21 @@ pub(crate) fn bind(listen: &Listen) -> Result<Bound, String> {
                 _file: Some(file),
             })
         }
+        Listen::Inherited(fd) => {
+            use std::os::fd::FromRawFd;
+            // SAFETY: the parent passed this descriptor to us alone; we check it is a
+            // listening socket before taking it.
+            let socket = unsafe { Socket::from_raw_fd(*fd) };
+            if !is_listening(&socket) {
+                std::mem::forget(socket); // not ours to close if it is something else
+                return Err(format!("descriptor {fd} is not a listening socket"));
+            }
+            socket.set_nonblocking(true).map_err(fail)?;
+            Ok(Bound {
+                listener: socket.into(),
+                _file: None,
+            })
+        }
         Listen::Handoff(path) => {
             let file = SocketFile::claim(path, Type::from(libc::SOCK_SEQPACKET))?;
             let listener = handoff::listen(path, HANDOFF_BACKLOG).map_err(fail)?;
@@ -85,6 +110,23 @@ pub(crate) fn bind(listen: &Listen) -> Result<Bound, String> {
             })
         }
     }
+}
+
+/// Whether `socket` is a socket in the listening state (SO_ACCEPTCONN).
+fn is_listening(socket: &impl AsRawFd) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt with an int-sized buffer; a non-socket gives an error.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    result == 0 && value != 0
 }
 
 /// Sets TCP_DEFER_ACCEPT: the kernel wakes the accepting task only once the client's first

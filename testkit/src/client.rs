@@ -52,6 +52,32 @@ impl Target {
         }
     }
 
+    /// Whether a server there answers HTTP, not only accepts the connection: a balancer's
+    /// supervisor accepts before its worker serves. The probe is malformed on purpose, so an
+    /// HTTP server answers 400 itself and no request reaches (or is counted by) an upstream.
+    pub fn answers(&self) -> bool {
+        use std::io::{Read, Write};
+        let request = b"PROBE\r\n\r\n";
+        let exchange = |mut stream: Box<dyn ReadWrite>| -> std::io::Result<bool> {
+            stream.write_all(request)?;
+            let mut first = [0u8; 5];
+            stream.read_exact(&mut first)?;
+            Ok(&first == b"HTTP/")
+        };
+        let patience = Some(Duration::from_millis(300));
+        let stream: std::io::Result<Box<dyn ReadWrite>> = match self {
+            Target::Unix(path) => std::os::unix::net::UnixStream::connect(path).and_then(|s| {
+                s.set_read_timeout(patience)?;
+                Ok(Box::new(s) as Box<dyn ReadWrite>)
+            }),
+            Target::Tcp(addr) => std::net::TcpStream::connect(addr).and_then(|s| {
+                s.set_read_timeout(patience)?;
+                Ok(Box::new(s) as Box<dyn ReadWrite>)
+            }),
+        };
+        stream.and_then(exchange).unwrap_or(false)
+    }
+
     pub async fn get(&self, path: &str) -> Reply {
         self.request(Method::GET, path, b"").await
     }
@@ -112,6 +138,9 @@ impl Target {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 
 async fn send<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<Reply, BoxError>
 where

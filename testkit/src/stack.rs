@@ -64,7 +64,7 @@ impl Balancer {
         all.extend_from_slice(env);
         let mut process = Process::spawn(&binary("balancer"), &all);
         let target = Target::Tcp(addr);
-        process.wait_until(Duration::from_secs(10), || target.is_up());
+        process.wait_until(Duration::from_secs(10), || target.answers());
         Balancer {
             process,
             target,
