@@ -130,6 +130,20 @@ async fn crashed_services_are_started_again() {
         .status()
         .unwrap()
         .success());
+    // kill returns before the process is gone; a connection handed to it while it dies is
+    // one it held (handoff mode cannot replay it). Once it is dead, none is lost.
+    let gone = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    };
+    while !gone(&before[0]) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for _ in 0..20 {
         assert_eq!(
             target.get("/clientes/2/extrato").await.status,
