@@ -241,6 +241,16 @@ async fn least_connections_reads_each_apis_own_count() {
         &[("LB_STRATEGY", "least-connections"), ("LB_ADMIN", &admin)],
     )
     .await;
+    // Nothing open (the start-up probe's connection may still be closing).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = stats(&admin).await;
+        if (0..2).all(|i| stats["upstreams"][i]["in_flight"] == 0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     // An idle keep-alive connection makes the API it was handed to the busier one by that
     // API's own count: every next connection goes to the other.
     let mut idle = tokio::net::TcpStream::connect(stack.lb.addr).await.unwrap();

@@ -123,6 +123,13 @@ impl Drop for Process {
         if let Some(child) = self.child.as_mut() {
             let _ = child.kill();
             let _ = child.wait();
+            // A failing test shows what the process said: often the reason. Only what is
+            // there already: the process's own children may hold the pipe open.
+            if std::thread::panicking() {
+                if let Some(pipe) = child.stderr.take() {
+                    eprintln!("--- stderr of {} ---\n{}", self.name, read_available(pipe));
+                }
+            }
         }
     }
 }
@@ -130,6 +137,17 @@ impl Drop for Process {
 /// Where `spawn_api` puts the handoff socket of an API listening on `socket`.
 pub fn handoff_socket(socket: &Path) -> PathBuf {
     socket.with_extension("handoff")
+}
+
+/// What a pipe holds now, without waiting for more.
+fn read_available(mut pipe: std::process::ChildStderr) -> String {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut bytes = Vec::new();
+    let _ = pipe.read_to_end(&mut bytes); // stops at WouldBlock with what was there
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Starts the `api` binary on a Unix socket against `database_url`, with `extra` environment
@@ -141,6 +159,10 @@ pub fn spawn_api(database_url: &str, socket: &Path, extra: &[(&str, &str)]) -> P
         ("DATABASE_URL", database_url),
         ("API_SOCKET", socket.to_str().unwrap()),
         ("API_HANDOFF_SOCKET", handoff.to_str().unwrap()),
+        // Functional tests share one machine's disk with every other test's database: their
+        // answers must not depend on fsync staying under the 2 s default. Tests of
+        // timeouts set their own (later entries win).
+        ("DB_TIMEOUT_MS", "10000"),
     ];
     env.extend_from_slice(extra);
     let mut process = Process::spawn(&binary("api"), &env);
