@@ -4,6 +4,7 @@
 //! `main.rs` only reads the configuration and runs `server::run`; tests use the rest.
 
 pub mod address;
+pub mod client;
 pub mod config;
 pub mod handoff;
 pub mod http_proxy;

@@ -14,16 +14,7 @@ use crate::unavailable;
 /// Copies bytes between the client and an upstream in a task of its own, holding the
 /// connection's permit until both sides are done.
 pub fn spawn(connection: Connection, state: Arc<State>) {
-    let Connection { fd, permit } = connection;
-    match TcpStream::from_std(std::net::TcpStream::from(fd)) {
-        Ok(client) => {
-            tokio::spawn(async move {
-                relay(client, state).await;
-                drop(permit);
-            });
-        }
-        Err(e) => eprintln!("balancer: cannot register a connection: {e}"),
-    }
+    crate::client::spawn_on_tcp(connection, |client| relay(client, state));
 }
 
 async fn relay(mut client: TcpStream, state: Arc<State>) {

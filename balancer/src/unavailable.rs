@@ -30,16 +30,7 @@ pub async fn refuse(mut client: TcpStream) {
 
 /// `refuse` in a task of its own, holding the connection's permit until it is done.
 pub fn spawn_refuse(connection: Connection) {
-    let Connection { fd, permit } = connection;
-    match TcpStream::from_std(std::net::TcpStream::from(fd)) {
-        Ok(client) => {
-            tokio::spawn(async move {
-                refuse(client).await;
-                drop(permit);
-            });
-        }
-        Err(e) => eprintln!("balancer: cannot register a connection: {e}"),
-    }
+    crate::client::spawn_on_tcp(connection, refuse);
 }
 
 #[cfg(test)]
