@@ -198,10 +198,19 @@ impl Database {
             .unwrap_or(Err(DbError::Timeout));
         match &result {
             Ok(_) => lease.release(),
-            Err(DbError::Sqlx(e)) if connection_lost(e) => self.pool.discard_idle(),
-            Err(_) => {}
+            Err(e) => self.note_failure(e),
         }
         result
+    }
+
+    /// After an operation failed (its connection is closed, not reused): when the server end
+    /// was gone, PostgreSQL restarted, and the idle connections are most likely dead too.
+    fn note_failure(&self, error: &DbError) {
+        if let DbError::Sqlx(e) = error {
+            if connection_lost(e) {
+                self.pool.discard_idle();
+            }
+        }
     }
 
     /// Group commit (`crate::batch`): waits in the queue for a batch, starting a leader if a
@@ -242,32 +251,25 @@ impl Database {
             let Ok(mut lease) = lease else {
                 return queue.fail_all(&DbError::Timeout);
             };
-            let mut healthy = true;
-            loop {
+            let completed = loop {
                 let batch = queue.take();
                 if batch.items.is_empty() {
-                    break;
+                    break true;
                 }
                 let run = tokio::time::timeout(self.timeout, run_batch(&mut lease, &batch.items));
                 match run.await.unwrap_or(Err(DbError::Timeout)) {
                     Ok(results) => batch.answer(results),
                     Err(e) => {
                         eprintln!("api: {e}");
-                        if let DbError::Sqlx(sqlx_error) = &e {
-                            if connection_lost(sqlx_error) {
-                                self.pool.discard_idle();
-                            }
-                        }
+                        self.note_failure(&e);
                         batch.fail(&e);
-                        healthy = false;
-                        break;
+                        break false;
                     }
                 }
-            }
-            if healthy {
+            };
+            // After a failure the connection's protocol state is unknown: dropped, closed.
+            if completed {
                 lease.release();
-            } else {
-                drop(lease); // its protocol state is unknown: closed
             }
             if !queue.is_empty() {
                 slot = self.pool.try_slot();

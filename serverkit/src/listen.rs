@@ -45,7 +45,8 @@ impl std::fmt::Display for Listen {
 /// A listening socket, non-blocking, and the socket file it owns (removed when dropped).
 pub(crate) struct Bound {
     pub listener: OwnedFd,
-    pub _file: Option<SocketFile>,
+    /// Held for as long as the listener serves: dropping it removes the socket file.
+    pub file: Option<SocketFile>,
 }
 
 /// Binds `listen` and returns the listening socket alone: for a parent process that passes
@@ -68,7 +69,7 @@ pub(crate) fn bind(listen: &Listen) -> Result<Bound, String> {
             defer_accept(&socket, 1).map_err(fail)?;
             Ok(Bound {
                 listener: socket.into(),
-                _file: None,
+                file: None,
             })
         }
         Listen::Unix(path) => {
@@ -82,7 +83,7 @@ pub(crate) fn bind(listen: &Listen) -> Result<Bound, String> {
             file.open_to_everyone()?;
             Ok(Bound {
                 listener: socket.into(),
-                _file: Some(file),
+                file: Some(file),
             })
         }
         Listen::Inherited(fd) => {
@@ -97,7 +98,7 @@ pub(crate) fn bind(listen: &Listen) -> Result<Bound, String> {
             socket.set_nonblocking(true).map_err(fail)?;
             Ok(Bound {
                 listener: socket.into(),
-                _file: None,
+                file: None,
             })
         }
         Listen::Handoff(path) => {
@@ -106,7 +107,7 @@ pub(crate) fn bind(listen: &Listen) -> Result<Bound, String> {
             file.open_to_everyone()?;
             Ok(Bound {
                 listener,
-                _file: Some(file),
+                file: Some(file),
             })
         }
     }

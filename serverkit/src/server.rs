@@ -123,8 +123,8 @@ impl Server {
                 _running: running.clone(),
             };
             match listen {
-                Listen::Handoff(_) => tokio::spawn(source.accept_senders(listener, bound._file)),
-                _ => tokio::spawn(source.accept(listener, bound._file)),
+                Listen::Handoff(_) => tokio::spawn(source.accept_senders(listener, bound.file)),
+                _ => tokio::spawn(source.accept(listener, bound.file)),
             };
         }
         drop(running);
@@ -160,6 +160,18 @@ struct Source<H> {
 }
 
 impl<H: Handler> Source<H> {
+    /// Another task's share of the same server: its limit, handler and drain, and a sender
+    /// that keeps the drain waiting until that task ends too.
+    fn sibling(&self) -> Source<H> {
+        Source {
+            service: self.service.clone(),
+            limit: self.limit.clone(),
+            handler: self.handler.clone(),
+            drain: self.drain.clone(),
+            _running: self._running.clone(),
+        }
+    }
+
     /// Waits for `step` unless the server starts draining first (then `None`).
     async fn unless_draining<T>(&mut self, step: impl Future<Output = T>) -> Option<T> {
         tokio::select! {
@@ -213,14 +225,7 @@ impl<H: Handler> Source<H> {
             };
             match accepted {
                 Ok(link) => {
-                    let receiver = Source {
-                        service: self.service.clone(),
-                        limit: self.limit.clone(),
-                        handler: self.handler.clone(),
-                        drain: self.drain.clone(),
-                        _running: self._running.clone(),
-                    };
-                    tokio::spawn(receiver.receive(link));
+                    tokio::spawn(self.sibling().receive(link));
                 }
                 Err(e) => {
                     eprintln!("{}: accept failed: {e}", self.service);
