@@ -9,8 +9,9 @@
 //!
 //! Who runs batches: a request that finds a free connection slot starts a leader task; the
 //! leader takes batches until the queue is empty, then gives the connection back and looks
-//! at the queue once more. A request enqueues before it looks for a slot and a leader
-//! releases before it looks at the queue, so an enqueued request is never left without one.
+//! at the queue once more. A request that finds no free slot makes sure one task is waiting
+//! for the next slot to come free, whoever frees it (a statement read holds slots too), to
+//! lead from there. So an enqueued request is never left without a leader.
 //!
 //! Deadlines keep the unbatched promises: a request still waiting (not yet in a batch) after
 //! `DB_TIMEOUT_MS` withdraws and gets 503, never sent; one inside a batch has that batch's
@@ -18,7 +19,7 @@
 //! whole batch back before the API gives up, so a 503 never hides an applied transaction.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use tokio::sync::oneshot;
@@ -70,6 +71,8 @@ pub struct Queue {
     waiting: Mutex<VecDeque<Waiting>>,
     max: usize,
     next_id: AtomicU64,
+    /// Whether a task is waiting for a connection slot in order to lead.
+    leader_waiting: AtomicBool,
     /// For the report at shutdown: batches run and transactions in them, the largest.
     batches: AtomicU64,
     transactions: AtomicU64,
@@ -82,6 +85,7 @@ impl Queue {
             waiting: Mutex::new(VecDeque::new()),
             max,
             next_id: AtomicU64::new(0),
+            leader_waiting: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
             largest: AtomicU64::new(0),
@@ -103,6 +107,16 @@ impl Queue {
         let before = waiting.len();
         waiting.retain(|w| w.id != id);
         waiting.len() < before
+    }
+
+    /// True for the one caller that is to wait for a slot and lead; false while one already is.
+    pub fn claim_waiting_leader(&self) -> bool {
+        !self.leader_waiting.swap(true, Relaxed)
+    }
+
+    /// The waiting leader has its slot (or gave up): the next request that finds none waits.
+    pub fn end_waiting_leader(&self) {
+        self.leader_waiting.store(false, Relaxed);
     }
 
     pub fn is_empty(&self) -> bool {

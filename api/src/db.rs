@@ -228,8 +228,21 @@ impl Database {
             kind: tx.kind.code(),
             description: tx.description.to_string(),
         });
-        if let Some(slot) = self.pool.try_slot() {
-            tokio::spawn(self.clone().lead(queue.clone(), slot));
+        match self.pool.try_slot() {
+            Some(slot) => {
+                tokio::spawn(self.clone().lead(queue.clone(), slot));
+            }
+            None if queue.claim_waiting_leader() => {
+                let (db, queue) = (self.clone(), queue.clone());
+                tokio::spawn(async move {
+                    let slot = tokio::time::timeout(db.acquire_timeout, db.pool.slot()).await;
+                    queue.end_waiting_leader();
+                    if let Ok(Ok(slot)) = slot {
+                        db.lead(queue, slot).await;
+                    }
+                });
+            }
+            None => {} // a leader is waiting for a slot already; it will take this one too
         }
         match tokio::time::timeout(self.acquire_timeout, &mut answer).await {
             Ok(answer) => answer.unwrap_or(Err(DbError::Timeout)),

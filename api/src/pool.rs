@@ -61,6 +61,15 @@ impl Pool {
         Ok(self.lease(Slot(permit)).await)
     }
 
+    /// The next free slot, whoever frees it.
+    pub async fn slot(&self) -> Result<Slot, sqlx::Error> {
+        Arc::clone(&self.shared.slots)
+            .acquire_owned()
+            .await
+            .map(Slot)
+            .map_err(|_| sqlx::Error::PoolClosed)
+    }
+
     /// A free slot now, if there is one (group commit starts a batch only then).
     pub fn try_slot(&self) -> Option<Slot> {
         Arc::clone(&self.shared.slots)

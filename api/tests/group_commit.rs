@@ -282,3 +282,49 @@ async fn a_database_crash_during_batches_loses_nothing_acknowledged() {
         );
     }
 }
+
+/// A credit that arrives while every connection serves a statement read (which knows
+/// nothing of batches) is taken as soon as a connection comes free, not left until its
+/// deadline: the stranding a clean-clone CI run found in the official validations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credit_queued_behind_reads_runs_when_a_connection_frees() {
+    use sqlx::Executor;
+    let api = TestApi::start(&[
+        ("DB_POOL_SIZE", "1"),
+        ("DB_BATCH_MAX", "16"),
+        ("DB_TIMEOUT_MS", "5000"),
+    ])
+    .await;
+    let target = api.target.clone();
+    // The read takes the only connection and waits behind a lock on transacoes.
+    let mut lock = api.db.connect().await;
+    lock.execute("BEGIN").await.unwrap();
+    lock.execute("LOCK TABLE transacoes IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let read = tokio::spawn({
+        let target = target.clone();
+        async move { target.get("/clientes/1/extrato").await.status }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let credit = tokio::spawn({
+        let target = target.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let reply = target
+                .post("/clientes/1/transacoes", &body(5, "c", "behind"))
+                .await;
+            (reply.status, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lock.execute("COMMIT").await.unwrap();
+    assert_eq!(read.await.unwrap(), StatusCode::OK);
+    let (status, took) = credit.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        took < Duration::from_secs(2),
+        "served when the read ended, not at the deadline: {took:?}"
+    );
+    assert_eq!(api.db.balance_and_count(1).await, (5, 1));
+}
