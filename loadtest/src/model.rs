@@ -38,6 +38,9 @@ pub struct Record {
     pub start: f64,
     pub latency_ms: f64,
     pub ko: Option<String>,
+    /// A transaction that may or may not have been applied (no answer, or a status that
+    /// says neither).
+    pub outcome_unknown: bool,
 }
 
 /// Connections open at time `t` (seconds since the run began).
@@ -66,11 +69,23 @@ pub struct ClientAudit {
     pub reported: Option<i64>,
     /// Transactions whose outcome is unknown (no answer, or an unexpected status).
     pub unknown: u32,
+    /// The credits and debits among those, in cents.
+    pub unknown_credits: i64,
+    pub unknown_debits: i64,
 }
 
 impl ClientAudit {
     pub fn clean(&self) -> bool {
         self.reported == Some(self.acknowledged)
+    }
+
+    /// Whether the reported balance is one that some outcome of the unknown transactions
+    /// leads to: nothing acknowledged lost, nothing appeared from nowhere.
+    pub fn explained(&self) -> bool {
+        self.reported.is_some_and(|r| {
+            (self.acknowledged - self.unknown_debits..=self.acknowledged + self.unknown_credits)
+                .contains(&r)
+        })
     }
 }
 
@@ -82,4 +97,31 @@ pub struct Outcome {
     pub load_seconds: f64,
     pub cpu_ms: f64,
     pub audit: Vec<ClientAudit>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClientAudit;
+
+    fn audit(reported: i64) -> ClientAudit {
+        ClientAudit {
+            client: 1,
+            acknowledged: 100,
+            reported: Some(reported),
+            unknown: 2,
+            unknown_credits: 30,
+            unknown_debits: 50,
+        }
+    }
+
+    #[test]
+    fn unknown_outcomes_explain_only_balances_they_can_reach() {
+        for reported in [50, 80, 100, 130] {
+            assert!(audit(reported).explained(), "{reported}");
+        }
+        for reported in [49, 131] {
+            assert!(!audit(reported).explained(), "{reported}");
+        }
+        assert!(!audit(130).clean() && audit(100).clean());
+    }
 }

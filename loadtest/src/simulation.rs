@@ -11,11 +11,20 @@ use crate::model::{ClientAudit, Name, Options, Outcome, Record, Sample};
 use crate::official::{invalid_bodies, payload, LIMITS};
 use crate::schedule::{self, Scenario};
 
+/// What one client's transactions did to its balance, as far as the answers tell.
+#[derive(Clone, Copy, Default)]
+struct Booked {
+    acknowledged: i64,
+    unknown: u32,
+    unknown_credits: i64,
+    unknown_debits: i64,
+}
+
 struct Run {
     client: Client,
     start: Instant,
     records: Mutex<Vec<Record>>,
-    ledger: Mutex<[(i64, u32); 5]>,
+    ledger: Mutex<[Booked; 5]>,
     seed: u64,
 }
 
@@ -29,14 +38,26 @@ impl Run {
         body: Option<String>,
         check: impl FnOnce(&Answer) -> Result<T, String>,
     ) -> (Answer, Option<T>) {
+        let (answer, saved, record) = self.exchange(name, path, body, check).await;
+        self.records.lock().unwrap().push(record);
+        (answer, saved)
+    }
+
+    /// Sends one request; gives back the answer, what the checks saved and its record.
+    async fn exchange<T>(
+        &self,
+        name: Name,
+        path: &str,
+        body: Option<String>,
+        check: impl FnOnce(&Answer) -> Result<T, String>,
+    ) -> (Answer, Option<T>, Record) {
         let sent = Instant::now();
         let answer = match body {
             Some(body) => self.client.post(path, body).await,
             None => self.client.get(path).await,
         };
         let latency_ms = sent.elapsed().as_secs_f64() * 1000.0;
-        let result = check(&answer);
-        let (saved, ko) = match result {
+        let (saved, ko) = match check(&answer) {
             Ok(saved) => (Some(saved), None),
             Err(message) => (None, Some(message)),
         };
@@ -45,9 +66,9 @@ impl Run {
             start: sent.duration_since(self.start).as_secs_f64(),
             latency_ms,
             ko,
+            outcome_unknown: false,
         };
-        self.records.lock().unwrap().push(record);
-        (answer, saved)
+        (answer, saved, record)
     }
 
     /// A POST to /clientes/{client}/transacoes, booked for the audit: a 200 moves the
@@ -62,14 +83,26 @@ impl Run {
         check: impl FnOnce(&Answer) -> Result<T, String>,
     ) -> Option<T> {
         let path = format!("/clientes/{client}/transacoes");
-        let (answer, result) = self.request(name, &path, Some(body), check).await;
-        let mut ledger = self.ledger.lock().unwrap();
-        let entry = &mut ledger[usize::from(client) - 1];
-        match answer.status {
-            Some(200) if valor > 0 => entry.0 += if tipo == "c" { valor } else { -valor },
-            Some(400..=499) => {}
-            _ => entry.1 += 1,
+        let (answer, result, mut record) = self.exchange(name, &path, Some(body), check).await;
+        {
+            let mut ledger = self.ledger.lock().unwrap();
+            let entry = &mut ledger[usize::from(client) - 1];
+            match answer.status {
+                Some(200) if valor > 0 => {
+                    entry.acknowledged += if tipo == "c" { valor } else { -valor }
+                }
+                Some(400..=499) => {}
+                _ => {
+                    entry.unknown += 1;
+                    match tipo {
+                        "c" => entry.unknown_credits += valor,
+                        _ => entry.unknown_debits += valor,
+                    }
+                    record.outcome_unknown = true;
+                }
+            }
         }
+        self.records.lock().unwrap().push(record);
         result
     }
 }
@@ -101,7 +134,7 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
         client: Client::new(&options.target)?,
         start: Instant::now(),
         records: Mutex::new(Vec::new()),
-        ledger: Mutex::new([(0, 0); 5]),
+        ledger: Mutex::new([Booked::default(); 5]),
         seed: options.seed,
     });
     let cpu_start = cpu_ms();
@@ -154,12 +187,14 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
     for client in 1..=5u8 {
         let answer = run.client.get(&format!("/clientes/{client}/extrato")).await;
         let reported = checks::json(&answer)["saldo"]["total"].as_i64();
-        let (acknowledged, unknown) = run.ledger.lock().unwrap()[usize::from(client) - 1];
+        let booked = run.ledger.lock().unwrap()[usize::from(client) - 1];
         audit.push(ClientAudit {
             client,
-            acknowledged,
+            acknowledged: booked.acknowledged,
             reported,
-            unknown,
+            unknown: booked.unknown,
+            unknown_credits: booked.unknown_credits,
+            unknown_debits: booked.unknown_debits,
         });
     }
     if options.progress {

@@ -137,6 +137,8 @@ pub struct Second {
     pub t: usize,
     pub ok: usize,
     pub ko: usize,
+    /// Transactions sent in this second whose outcome the client cannot know.
+    pub unknown: usize,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
@@ -160,6 +162,7 @@ pub fn seconds(records: &[Record]) -> Vec<Second> {
                 t,
                 ok: bucket.len() - ko,
                 ko,
+                unknown: bucket.iter().filter(|r| r.outcome_unknown).count(),
                 p50_ms: percentile(&latencies, 50.0),
                 p95_ms: percentile(&latencies, 95.0),
                 p99_ms: percentile(&latencies, 99.0),
@@ -179,6 +182,7 @@ mod tests {
             start: 0.5,
             latency_ms,
             ko: ko.map(str::to_owned),
+            outcome_unknown: false,
         }
     }
 

@@ -122,9 +122,13 @@ pub fn text(outcome: &Outcome, report: &Report, options: &Options) -> String {
                 ),
                 None => "MISMATCH: no readable saldo.total".to_owned(),
             },
-            (false, n) => {
-                format!("inconclusive: differs, with {n} transactions of unknown outcome")
-            }
+            (false, n) if a.explained() => format!(
+                "explained: differs by {} cents, within the {n} transactions of unknown outcome",
+                a.reported.unwrap_or_default() - a.acknowledged
+            ),
+            (false, n) => format!(
+                "MISMATCH: outside what the {n} transactions of unknown outcome could change"
+            ),
         };
         let reported = a.reported.map_or("?".into(), |r| r.to_string());
         let _ = writeln!(
@@ -159,7 +163,8 @@ pub fn json(outcome: &Outcome, report: &Report, options: &Options) -> serde_json
         "failures": report.failures.iter().map(|(m, n)| json!({"message": m, "count": n})).collect::<Vec<_>>(),
         "audit": outcome.audit.iter().map(|a| json!({
             "client": a.client, "acknowledged": a.acknowledged, "reported": a.reported,
-            "unknown": a.unknown, "clean": a.clean()
+            "unknown": a.unknown, "unknown_credits": a.unknown_credits,
+            "unknown_debits": a.unknown_debits, "clean": a.clean(), "explained": a.explained()
         })).collect::<Vec<_>>(),
         "generator": {
             "cpu_ms": outcome.cpu_ms,
@@ -184,6 +189,7 @@ mod tests {
                 latency_ms: 0.5 + (i % 7) as f64,
                 ko: (i == 7)
                     .then(|| "débitos: status.find.in(200, 422), but actually found 500".into()),
+                outcome_unknown: i == 7,
             })
             .collect();
         Outcome {
@@ -204,12 +210,16 @@ mod tests {
                     acknowledged: 5,
                     reported: Some(5),
                     unknown: 0,
+                    unknown_credits: 0,
+                    unknown_debits: 0,
                 },
                 ClientAudit {
                     client: 2,
                     acknowledged: 7,
                     reported: Some(6),
                     unknown: 1,
+                    unknown_credits: 0,
+                    unknown_debits: 1,
                 },
             ],
         }
