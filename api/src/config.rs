@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serverkit::config::number;
+use serverkit::deadline::Deadlines;
 use serverkit::listen::Listen;
 
 use sqlx::postgres::PgConnectOptions;
@@ -39,6 +40,9 @@ pub struct Config {
     pub max_connections: usize,
     /// How long in-flight requests get to finish after a shutdown signal.
     pub drain: Duration,
+    /// API_HEADER_TIMEOUT_MS, API_BODY_TIMEOUT_MS, API_IDLE_TIMEOUT_MS: how long a client
+    /// may take (in handoff mode the API reads the clients themselves).
+    pub deadlines: Deadlines,
 }
 
 impl Config {
@@ -105,6 +109,7 @@ impl Config {
             batch_max: number(&get, "DB_BATCH_MAX", 16, 1..=1000)?,
             max_connections: number(&get, "API_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
             drain: Duration::from_secs(number(&get, "API_DRAIN_SECS", 10, 0..=3600)?),
+            deadlines: Deadlines::from_env(&get, "API")?,
         })
     }
 }

@@ -2,10 +2,10 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
+use serverkit::deadline::RequestBody;
 
 use crate::db::{Applied, Database, DbError, Statement};
 use crate::routes::{route, Endpoint};
@@ -18,7 +18,7 @@ pub const MAX_BODY_BYTES: usize = 1024;
 
 pub type Body = Full<Bytes>;
 
-pub async fn handle(request: Request<Incoming>, db: Database) -> Response<Body> {
+pub async fn handle(request: Request<RequestBody>, db: Database) -> Response<Body> {
     let Some(route) = route(request.uri().path()) else {
         return error(StatusCode::NOT_FOUND, "no such resource");
     };
@@ -38,7 +38,7 @@ pub async fn handle(request: Request<Incoming>, db: Database) -> Response<Body> 
     }
 }
 
-async fn transact(request: Request<Incoming>, client: i32, db: &Database) -> Response<Body> {
+async fn transact(request: Request<RequestBody>, client: i32, db: &Database) -> Response<Body> {
     let body = match read_body(request).await {
         Ok(body) => body,
         Err(response) => return response,
@@ -109,7 +109,7 @@ fn statement_json(statement: &Statement) -> String {
 }
 
 /// Reads the whole body, refusing (413) anything over `MAX_BODY_BYTES` without buffering it.
-async fn read_body(request: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+async fn read_body(request: Request<RequestBody>) -> Result<Bytes, Response<Body>> {
     let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
     let declared = request
         .headers()

@@ -14,7 +14,12 @@ use crate::handlers::handle;
 
 pub async fn run(config: Config) -> Result<(), String> {
     let db = Database::connect(&config).await?;
-    let server = Server::bind(&config.listen, config.max_connections, config.drain)?;
+    let server = Server::bind(
+        &config.listen,
+        config.max_connections,
+        config.drain,
+        config.deadlines,
+    )?;
     // Database and drain timeouts are longer than this tick, so they never unpark.
     serverkit::timer::spawn_timer_anchor(Duration::from_millis(500));
     eprintln!(

@@ -1,22 +1,36 @@
 //! A client connection served as a tokio `TcpStream` (tcp mode's relay, the balancer's own
-//! 503), in a task of its own that holds the connection's permit until it is done.
+//! 503), in a task of its own that holds the connection's permit until it is done, or until
+//! its watch says to close it (a deadline passed, or it was shed at the connection cap).
 
 use std::future::Future;
+use std::os::fd::AsRawFd;
 
+use serverkit::deadline::Watch;
 use serverkit::server::Connection;
 use tokio::net::TcpStream;
 
 pub fn spawn_on_tcp<F, Fut>(connection: Connection, serve: F)
 where
-    F: FnOnce(TcpStream) -> Fut,
+    F: FnOnce(TcpStream, Watch) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let Connection { fd, permit } = connection;
+    let Connection { fd, permit, watch } = connection;
     match TcpStream::from_std(std::net::TcpStream::from(fd)) {
         Ok(client) => {
-            let served = serve(client);
+            let raw = client.as_raw_fd();
+            let served = serve(client, watch.clone());
             tokio::spawn(async move {
-                served.await;
+                let mut served = std::pin::pin!(served);
+                tokio::select! {
+                    biased;
+                    _ = served.as_mut() => {}
+                    phase = watch.closed() => {
+                        if phase.answers_408() {
+                            // `served` still owns the descriptor until the task ends.
+                            serverkit::http::request_timeout(raw);
+                        }
+                    }
+                }
                 drop(permit);
             });
         }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serverkit::config::number;
+use serverkit::deadline::Deadlines;
 
 use crate::address::UpstreamAddr;
 use crate::selection::Strategy;
@@ -58,6 +59,9 @@ pub struct Config {
     pub workers: usize,
     pub drain: Duration,
     pub max_connections: usize,
+    /// LB_HEADER_TIMEOUT_MS, LB_BODY_TIMEOUT_MS, LB_IDLE_TIMEOUT_MS: how long a client may
+    /// take (http mode: head, body, idle keep-alive; tcp mode: first byte, idle).
+    pub deadlines: Deadlines,
 }
 
 impl Config {
@@ -135,6 +139,7 @@ impl Config {
             workers: number(&get, "LB_WORKERS", 1, 1..=1024)?,
             drain: Duration::from_secs(number(&get, "LB_DRAIN_SECS", 10, 0..=3600)?),
             max_connections: number(&get, "LB_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
+            deadlines: Deadlines::from_env(&get, "LB")?,
         })
     }
 }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use serverkit::deadline::Phase;
 use serverkit::handoff::{self, MAX_BATCH};
 use serverkit::server::{Connection, Drain, Handler};
 
@@ -55,6 +56,11 @@ enum Sent {
 
 impl Handler for Dispatcher {
     fn serve(&self, batch: &mut Vec<Connection>, _drain: &Drain) {
+        // The balancer never reads these clients: the API that takes one applies the client
+        // deadlines, and a wait here is bounded by LB_TIMEOUT_MS (then 503), not shed.
+        for connection in batch.iter() {
+            connection.watch.enter(Phase::Busy);
+        }
         let mut waiting = self.waiting.lock().unwrap();
         if !waiting.is_empty() {
             // Older connections are waiting for room: queue behind them.

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
 use hyper::{Method, Request, Response, StatusCode};
+use serverkit::deadline::RequestBody;
 
 use crate::pool::Checkout;
 use crate::state::State;
@@ -35,7 +35,7 @@ enum Failure {
 
 /// Forwards one client request and returns the answer for the client: the upstream's, or
 /// the balancer's own 4xx/5xx.
-pub async fn proxy(request: Request<Incoming>, state: Arc<State>) -> Response<Body> {
+pub async fn proxy(request: Request<RequestBody>, state: Arc<State>) -> Response<Body> {
     match prepare(request, &state).await {
         Ok(prepared) => forward(prepared, &state).await,
         Err(refusal) => refusal,
@@ -55,7 +55,7 @@ struct Prepared {
 /// Reads the body within LB_MAX_BODY, strips hop-by-hop headers, adds Via, turns an
 /// absolute-form target into origin-form, and keeps what failover needs. A request the
 /// balancer refuses itself (413, 400) comes back as the response.
-async fn prepare(request: Request<Incoming>, state: &State) -> Result<Prepared, Response<Body>> {
+async fn prepare(request: Request<RequestBody>, state: &State) -> Result<Prepared, Response<Body>> {
     let (mut parts, body) = request.into_parts();
     let declared = parts
         .headers

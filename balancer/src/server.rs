@@ -26,11 +26,17 @@ pub async fn run(state: State, listener: std::os::fd::RawFd) -> Result<(), Strin
         &[Listen::Inherited(listener)],
         config.max_connections,
         config.drain,
+        config.deadlines,
     )?;
     // Request timeouts (LB_TIMEOUT_MS) are longer than this tick, so they never unpark.
     serverkit::timer::spawn_timer_anchor(Duration::from_millis(500));
     if let Some(addr) = config.admin {
-        let admin = Server::bind(&[Listen::Tcp(addr)], ADMIN_MAX_CONNECTIONS, config.drain)?;
+        let admin = Server::bind(
+            &[Listen::Tcp(addr)],
+            ADMIN_MAX_CONNECTIONS,
+            config.drain,
+            config.deadlines,
+        )?;
         let stats = Arc::new(Stats(state.clone()));
         tokio::spawn(admin.run(
             "balancer admin",

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use serverkit::deadline::Phase;
 use serverkit::server::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -28,9 +29,11 @@ pub async fn refuse(mut client: TcpStream) {
     }
 }
 
-/// `refuse` in a task of its own, holding the connection's permit until it is done.
+/// `refuse` in a task of its own, holding the connection's permit until it is done. It is
+/// bounded by its own PATIENCE, so no client deadline applies and it is never shed.
 pub fn spawn_refuse(connection: Connection) {
-    crate::client::spawn_on_tcp(connection, refuse);
+    connection.watch.enter(Phase::Busy);
+    crate::client::spawn_on_tcp(connection, |client, _| refuse(client));
 }
 
 #[cfg(test)]

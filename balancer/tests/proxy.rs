@@ -405,15 +405,6 @@ fn bad_configuration_exits_with_one_line() {
     }
 }
 
-/// The balancer's worker processes, as its supervisor's children.
-fn workers_of(supervisor: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|pid| pid.parse().unwrap())
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_worker_costs_only_its_connections() {
     let dir = TempDir::new("lb-crash");
@@ -422,7 +413,7 @@ async fn a_crashed_worker_costs_only_its_connections() {
         let lb = Balancer::start(&[a.addr(mode), b.addr(mode)], &[("LB_MODE", mode)]);
         // The port is up once the supervisor has bound it; the worker follows.
         assert_eq!(lb.target.get("/before").await.status, StatusCode::OK);
-        let first = workers_of(lb.process.pid());
+        let first = common::workers_of(lb.process.pid());
         assert_eq!(first.len(), 1, "{mode}: one worker");
         // Four clients, one request at a time each, for a second and a half.
         let clients = futures_util::future::join_all((0..4).map(|_| {
@@ -458,7 +449,7 @@ async fn a_crashed_worker_costs_only_its_connections() {
             "{mode}: kept serving: {}",
             outcomes.len()
         );
-        let now = workers_of(lb.process.pid());
+        let now = common::workers_of(lb.process.pid());
         assert!(
             now.len() == 1 && now != first,
             "{mode}: a new worker {now:?}"

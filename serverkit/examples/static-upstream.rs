@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Response;
+use serverkit::deadline::Deadlines;
 use serverkit::listen::Listen;
 use serverkit::server::{Connection, Drain, Handler, Server};
 
@@ -61,7 +62,7 @@ fn main() -> std::process::ExitCode {
         Err(e) => return serverkit::lifecycle::config_error("static-upstream", &e),
     };
     serverkit::lifecycle::run("static-upstream", 1, async move {
-        let server = Server::bind(&listens, 4096, Duration::from_secs(1))?;
+        let server = Server::bind(&listens, 4096, Duration::from_secs(1), Deadlines::DEFAULT)?;
         serverkit::timer::spawn_timer_anchor(Duration::from_millis(500));
         eprintln!("static-upstream: listening on {}", server.describe());
         server

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 
+use crate::deadline::{Phase, RequestBody, Watched};
 use crate::quiet::QuietStream;
 use crate::server::{Connection, Drain};
 
@@ -22,6 +24,11 @@ use crate::server::{Connection, Drain};
 /// read yet waits for it. A connection handed over or accepted with TCP_DEFER_ACCEPT has its
 /// request in the socket already; hyper only has not seen it yet.
 const FIRST_REQUEST_PATIENCE: Duration = Duration::from_millis(500);
+
+/// The answer to a request whose head or body did not arrive within its deadline.
+const REQUEST_TIMEOUT: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n\
+content-length: 27\r\nconnection: close\r\n\r\n{\"erro\":\"request too slow\"}";
 
 /// Whether a connection has started its first request.
 #[derive(Default)]
@@ -43,23 +50,32 @@ struct FirstRequest {
 /// turn reports it readable.)
 pub fn spawn_connection<H, F>(connection: Connection, drain: &Drain, handle: H)
 where
-    H: Fn(Request<Incoming>) -> F + Send + 'static,
+    H: Fn(Request<RequestBody>) -> F + Send + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let Connection { fd, permit } = connection;
+    let Connection { fd, permit, watch } = connection;
+    let raw = fd.as_raw_fd();
     let stream = match QuietStream::new(fd) {
-        Ok(stream) => stream,
+        Ok(stream) => Watched::new(stream, watch.clone(), |w, _| w.client_sent()),
         Err(e) => return eprintln!("cannot register a connection: {e}"),
     };
     let first = Arc::new(FirstRequest::default());
     let seen = first.clone();
-    let service = service_fn(move |request| {
+    let watched = watch.clone();
+    let service = service_fn(move |request: Request<Incoming>| {
         if !seen.started.load(Relaxed) {
             seen.started.store(true, Relaxed);
             seen.notify.notify_one();
         }
-        let response = handle(request);
-        async move { Ok::<_, Infallible>(response.await) }
+        let (parts, body) = request.into_parts();
+        let body = RequestBody::new(body, watched.clone());
+        let response = handle(Request::from_parts(parts, body));
+        let watch = watched.clone();
+        async move {
+            let response = response.await;
+            watch.enter(Phase::Idle);
+            Ok::<_, Infallible>(response)
+        }
     });
     let mut drain = drain.clone();
     let late = drain.is_draining();
@@ -68,23 +84,59 @@ where
         .serve_connection(TokioIo::new(stream), service);
     tokio::spawn(async move {
         let mut http = std::pin::pin!(http);
-        if !late {
-            tokio::select! {
-                biased;
-                _ = http.as_mut() => return drop(permit),
-                _ = drain.wait() => {}
-            }
-            if !first.started.load(Relaxed) {
+        let served = async {
+            if !late {
                 tokio::select! {
                     biased;
-                    _ = http.as_mut() => return drop(permit),
-                    _ = first.notify.notified() => {}
-                    _ = tokio::time::sleep(FIRST_REQUEST_PATIENCE) => {}
+                    _ = http.as_mut() => return,
+                    _ = drain.wait() => {}
+                }
+                if !first.started.load(Relaxed) {
+                    tokio::select! {
+                        biased;
+                        _ = http.as_mut() => return,
+                        _ = first.notify.notified() => {}
+                        _ = tokio::time::sleep(FIRST_REQUEST_PATIENCE) => {}
+                    }
+                }
+                http.as_mut().graceful_shutdown();
+            }
+            let _ = http.as_mut().await;
+        };
+        tokio::select! {
+            biased;
+            _ = served => {}
+            phase = watch.closed() => {
+                if phase.answers_408() {
+                    // The descriptor is still open: `http` owns it until the end of this task.
+                    request_timeout(raw);
                 }
             }
-            http.as_mut().graceful_shutdown();
         }
-        let _ = http.await;
         drop(permit);
     });
+}
+
+/// Tells a client whose request did not arrive in time, best effort (a full buffer or a
+/// vanished peer just lose it: the connection closes either way).
+pub fn request_timeout(fd: RawFd) {
+    // SAFETY: a plain send(2) of a valid buffer on a descriptor this task keeps open.
+    unsafe {
+        libc::send(
+            fd,
+            REQUEST_TIMEOUT.as_ptr().cast(),
+            REQUEST_TIMEOUT.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_408_content_length_matches() {
+        let text = std::str::from_utf8(super::REQUEST_TIMEOUT).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
 }

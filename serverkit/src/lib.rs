@@ -1,6 +1,7 @@
 //! What the api and the balancer share as long-running servers.
 
 pub mod config;
+pub mod deadline;
 pub mod handoff;
 pub mod http;
 pub mod lifecycle;

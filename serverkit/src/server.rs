@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::deadline::{Deadlines, Watch, Watchlist, SHED_AFTER};
 use crate::handoff::{self, Received};
 use crate::limit::{ConnectionLimit, ConnectionPermit};
 use crate::listen::{bind, Bound, Listen};
@@ -23,18 +24,13 @@ use crate::quiet::{register, QuietListener};
 /// spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// An accepted (or handed-over) connection: a non-blocking stream socket and its place
-/// under the connection limit.
+/// An accepted (or handed-over) connection: a non-blocking stream socket, its place under
+/// the connection limit, and its watch for the deadlines (`crate::deadline`), which whatever
+/// serves it keeps informed and obeys.
 pub struct Connection {
     pub fd: OwnedFd,
     pub permit: ConnectionPermit,
-}
-
-impl Connection {
-    fn new(fd: OwnedFd, mut permit: ConnectionPermit) -> Connection {
-        permit.opened();
-        Connection { fd, permit }
-    }
+    pub watch: Watch,
 }
 
 /// What a server does with its connections.
@@ -64,6 +60,7 @@ pub struct Server {
     sources: Vec<(Listen, Bound)>,
     limit: ConnectionLimit,
     drain_deadline: Duration,
+    deadlines: Deadlines,
 }
 
 impl Server {
@@ -73,6 +70,7 @@ impl Server {
         listens: &[Listen],
         max_connections: usize,
         drain_deadline: Duration,
+        deadlines: Deadlines,
     ) -> Result<Server, String> {
         let mut limit = ConnectionLimit::new(max_connections);
         let mut sources = Vec::new();
@@ -90,6 +88,7 @@ impl Server {
             sources,
             limit,
             drain_deadline,
+            deadlines,
         })
     }
 
@@ -112,12 +111,14 @@ impl Server {
         let drain = Drain(drain);
         // Every source task holds a sender; all dropped means all sources have stopped.
         let (running, mut stopped) = mpsc::channel::<()>(1);
+        let watchlist = Watchlist::start(self.deadlines);
         for (listen, bound) in self.sources {
             let listener = QuietListener::new(bound.listener)
                 .map_err(|e| format!("cannot register {listen}: {e}"))?;
             let source = Source {
                 service: service.to_owned(),
                 limit: self.limit.clone(),
+                watchlist: watchlist.clone(),
                 handler: handler.clone(),
                 drain: drain.clone(),
                 _running: running.clone(),
@@ -150,10 +151,27 @@ impl Server {
     }
 }
 
+/// A place under `limit` for one more connection. At the limit, the connection doing least
+/// is closed to make room (`Watchlist::shed_one`), and again every SHED_AFTER while none
+/// could be.
+async fn place(limit: &ConnectionLimit, watchlist: &Watchlist) -> ConnectionPermit {
+    loop {
+        if let Some(permit) = limit.try_acquire() {
+            return permit;
+        }
+        watchlist.shed_one();
+        tokio::select! {
+            permit = limit.acquire() => return permit,
+            _ = tokio::time::sleep(SHED_AFTER) => {}
+        }
+    }
+}
+
 /// What every source task carries.
 struct Source<H> {
     service: String,
     limit: ConnectionLimit,
+    watchlist: Arc<Watchlist>,
     handler: Arc<H>,
     drain: Drain,
     _running: mpsc::Sender<()>,
@@ -166,10 +184,34 @@ impl<H: Handler> Source<H> {
         Source {
             service: self.service.clone(),
             limit: self.limit.clone(),
+            watchlist: self.watchlist.clone(),
             handler: self.handler.clone(),
             drain: self.drain.clone(),
             _running: self._running.clone(),
         }
+    }
+
+    fn connection(&self, fd: OwnedFd, mut permit: ConnectionPermit) -> Connection {
+        permit.opened();
+        Connection {
+            fd,
+            permit,
+            watch: self.watchlist.watch(),
+        }
+    }
+
+    /// A place under the limit for one more connection (`place`).
+    async fn place(&self) -> ConnectionPermit {
+        place(&self.limit, &self.watchlist).await
+    }
+
+    /// `place`, unless the server starts draining first.
+    async fn unless_draining_place(&mut self) -> Option<ConnectionPermit> {
+        if let Some(permit) = self.limit.try_acquire() {
+            return Some(permit);
+        }
+        let (limit, watchlist) = (self.limit.clone(), self.watchlist.clone());
+        self.unless_draining(place(&limit, &watchlist)).await
     }
 
     /// Waits for `step` unless the server starts draining first (then `None`).
@@ -190,12 +232,11 @@ impl<H: Handler> Source<H> {
             let Some(ready) = self.unless_draining(listener.ready()).await else {
                 break;
             };
-            let limit = self.limit.clone();
-            let Some(permit) = self.unless_draining(limit.acquire()).await else {
+            let Some(permit) = self.unless_draining_place().await else {
                 break;
             };
             match (ready, listener.try_accept()) {
-                (Ok(()), Ok(Some(fd))) => batch.push(Connection::new(fd, permit)),
+                (Ok(()), Ok(Some(fd))) => batch.push(self.connection(fd, permit)),
                 (Ok(()), Ok(None)) => continue, // taken meanwhile, or a spurious wake-up
                 (Err(e), _) | (_, Err(e)) => {
                     eprintln!("{}: accept failed: {e}", self.service);
@@ -208,7 +249,7 @@ impl<H: Handler> Source<H> {
                     break;
                 };
                 match listener.try_accept() {
-                    Ok(Some(fd)) => batch.push(Connection::new(fd, permit)),
+                    Ok(Some(fd)) => batch.push(self.connection(fd, permit)),
                     _ => break,
                 }
             }
@@ -254,8 +295,7 @@ impl<H: Handler> Source<H> {
                 Ok(guard) => guard,
                 Err(e) => return eprintln!("{}: handoff link failed: {e}", self.service),
             };
-            let limit = self.limit.clone();
-            let Some(permit) = self.unless_draining(limit.acquire()).await else {
+            let Some(permit) = self.unless_draining_place().await else {
                 break;
             };
             match guard.try_io(|_| handoff::receive(raw, &mut fds)) {
@@ -274,7 +314,7 @@ impl<H: Handler> Source<H> {
         // Draining: refuse new connections, then serve those already queued.
         handoff::stop_receiving(raw);
         loop {
-            let permit = self.limit.acquire().await;
+            let permit = self.place().await;
             match handoff::receive(raw, &mut fds) {
                 Ok(Received::Some | Received::Drained) => {
                     self.serve_received(&mut fds, permit).await
@@ -297,10 +337,10 @@ impl<H: Handler> Source<H> {
                 None => {
                     self.handler.serve(&mut batch, &self.drain);
                     batch.clear();
-                    self.limit.acquire().await
+                    self.place().await
                 }
             };
-            batch.push(Connection::new(fd, permit));
+            batch.push(self.connection(fd, permit));
         }
         self.handler.serve(&mut batch, &self.drain);
     }

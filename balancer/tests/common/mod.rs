@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serverkit::deadline::Deadlines;
 use serverkit::listen::Listen;
 use serverkit::quiet::QuietStream;
 use serverkit::server::{Connection, Drain, Handler, Server};
@@ -49,7 +50,7 @@ struct Serve {
 
 impl Handler for Serve {
     fn serve(&self, batch: &mut Vec<Connection>, _drain: &Drain) {
-        for Connection { fd, permit } in batch.drain(..) {
+        for Connection { fd, permit, .. } in batch.drain(..) {
             if self.dead.load(Ordering::SeqCst) {
                 continue; // crashed: whatever was still queued for it is lost
             }
@@ -89,6 +90,7 @@ impl Stub {
             ],
             1024,
             Duration::from_secs(5),
+            Deadlines::DEFAULT,
         )
         .unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -239,4 +241,13 @@ pub fn strategy_modes() -> Vec<(&'static str, &'static str)> {
 /// Long enough for any upstream's failure backoff to have ended.
 pub fn past_backoff() -> Duration {
     BACKOFF_MAX + Duration::from_millis(100)
+}
+
+/// The balancer's worker processes, as its supervisor's children.
+pub fn workers_of(supervisor: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|pid| pid.parse().unwrap())
+        .collect()
 }
