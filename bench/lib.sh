@@ -62,20 +62,38 @@ peak_mb() {
 # The stack's services, as compose.yaml names them.
 services="db api1 api2 lb"
 
-# mark_cpu: remembers every service's CPU time so far, for service_costs.
-mark_cpu() {
-    declare -gA cpu_mark
-    local s
-    for s in $services; do cpu_mark[$s]=$(cpu_ns "$s"); done
+# throttling SERVICE: "PERIODS THROTTLED NS": CFS periods so far, how many of them ran out of
+# quota, and the time the service's tasks spent waiting for the next period. A throttled
+# service stalls every request it holds until then (up to most of the 100 ms period).
+throttling() {
+    local f
+    f=$(cg_file "$1" cpu.stat)
+    awk '/^nr_periods/ {p = $2} /^nr_throttled/ {n = $2} /^throttled_time/ {t = $2}
+         /^throttled_usec/ {t = $2 * 1000} END {print p + 0, n + 0, t + 0}' "$f"
 }
 
-# service_costs: a JSON object, per service the CPU milliseconds used since mark_cpu and the
-# peak memory: {"db": {"cpu_ms": 1.0, "peak_mb": 2.0}, ...}. Call before stop_stack.
-service_costs() {
-    local s json=""
+# mark_cpu: remembers every service's CPU time and throttling so far, for service_costs.
+mark_cpu() {
+    declare -gA cpu_mark throttle_mark
+    local s
     for s in $services; do
-        json+=$(printf '"%s": {"cpu_ms": %.1f, "peak_mb": %s}, ' "$s" \
-            "$(( $(cpu_ns "$s") - ${cpu_mark[$s]} ))e-6" "$(peak_mb "$s")")
+        cpu_mark[$s]=$(cpu_ns "$s")
+        throttle_mark[$s]=$(throttling "$s")
+    done
+}
+
+# service_costs: a JSON object, per service the CPU milliseconds used since mark_cpu, the
+# peak memory, and the CFS periods since then that ran out of quota and the time lost
+# waiting: {"db": {"cpu_ms": 1.0, "peak_mb": 2.0, "periods": 600, "throttled": 3,
+# "throttled_ms": 40.0}, ...}. Call before stop_stack.
+service_costs() {
+    local s json="" p0 n0 t0 p1 n1 t1
+    for s in $services; do
+        read -r p0 n0 t0 <<<"${throttle_mark[$s]}"
+        read -r p1 n1 t1 <<<"$(throttling "$s")"
+        json+=$(printf '"%s": {"cpu_ms": %.1f, "peak_mb": %s, "periods": %d, "throttled": %d, "throttled_ms": %.1f}, ' \
+            "$s" "$(( $(cpu_ns "$s") - ${cpu_mark[$s]} ))e-6" "$(peak_mb "$s")" \
+            $((p1 - p0)) $((n1 - n0)) "$((t1 - t0))e-6")
     done
     echo "{${json%, }}"
 }
