@@ -11,3 +11,4 @@ pub mod report;
 pub mod schedule;
 pub mod simulation;
 pub mod stats;
+pub mod sweep;

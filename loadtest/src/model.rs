@@ -57,13 +57,17 @@ pub struct Options {
     pub scale: f64,
     pub seed: u64,
     pub progress: bool,
+    /// Phases A–F (they need a fresh stack); without them the audit starts from the
+    /// balances found at the start.
+    pub validations: bool,
 }
 
 /// What the API acknowledged for one client, against what it reports at the end.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientAudit {
     pub client: u8,
-    /// The sum of credits minus debits answered 200.
+    /// The balance at the start (0, or what a run without validations found) plus the
+    /// credits minus debits answered 200.
     pub acknowledged: i64,
     /// `saldo.total` at the end, if it could be read as an integer.
     pub reported: Option<i64>,

@@ -140,40 +140,13 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
     let cpu_start = cpu_ms();
     let samples = Arc::new(Mutex::new(Vec::new()));
     let sampler = tokio::spawn(sample(run.clone(), samples.clone(), options.clone()));
-    let tick = Duration::from_secs(1); // Gatling chains scenarios on its 1 s injector tick
 
-    // A–D: concurrent transactions on client 1, then the exact balance.
-    for (tipo, expected) in [("d", -25), ("c", 0)] {
-        let posts = (0..25).map(|_| {
-            let run = run.clone();
-            tokio::spawn(async move {
-                let body = payload(1, tipo, "validacao");
-                run.transact(Name::Validacoes, 1, 1, tipo, body, |a| {
-                    checks::status_in(a, &[200])
-                })
-                .await
-            })
-        });
-        for post in posts.collect::<Vec<_>>() {
-            let _ = post.await;
-        }
-        tokio::time::sleep(tick).await;
-        run.request(Name::Validacoes, "/clientes/1/extrato", None, |a| {
-            checks::balance_is(a, expected)
-        })
-        .await;
-        tokio::time::sleep(tick).await;
-    }
-
-    // E (five clients in parallel) alongside F; the load starts a tick after F.
-    let validations: Vec<_> = (1..=5u8)
-        .map(|id| tokio::spawn(client_validations(run.clone(), id)))
-        .collect();
-    run.request(Name::Validacoes, "/clientes/6/extrato", None, |a| {
-        checks::status_in(a, &[404])
-    })
-    .await;
-    tokio::time::sleep(tick).await;
+    let validations = if options.validations {
+        validate(&run).await
+    } else {
+        baseline(&run).await?;
+        Vec::new()
+    };
 
     let max_lag_ms = load(&run, options).await;
     for validation in validations {
@@ -211,6 +184,64 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
         cpu_ms,
         audit,
     })
+}
+
+/// Phases A–F. A–D: concurrent transactions on client 1, then the exact balance; E (five
+/// clients in parallel, still running when this returns: their tasks) alongside F. The
+/// load starts a tick after F.
+async fn validate(run: &Arc<Run>) -> Vec<tokio::task::JoinHandle<()>> {
+    let tick = Duration::from_secs(1); // Gatling chains scenarios on its 1 s injector tick
+    for (tipo, expected) in [("d", -25), ("c", 0)] {
+        let posts = (0..25).map(|_| {
+            let run = run.clone();
+            tokio::spawn(async move {
+                let body = payload(1, tipo, "validacao");
+                run.transact(Name::Validacoes, 1, 1, tipo, body, |a| {
+                    checks::status_in(a, &[200])
+                })
+                .await
+            })
+        });
+        for post in posts.collect::<Vec<_>>() {
+            let _ = post.await;
+        }
+        tokio::time::sleep(tick).await;
+        run.request(Name::Validacoes, "/clientes/1/extrato", None, |a| {
+            checks::balance_is(a, expected)
+        })
+        .await;
+        tokio::time::sleep(tick).await;
+    }
+
+    // E (five clients in parallel) alongside F; the load starts a tick after F.
+    let validations: Vec<_> = (1..=5u8)
+        .map(|id| tokio::spawn(client_validations(run.clone(), id)))
+        .collect();
+    run.request(Name::Validacoes, "/clientes/6/extrato", None, |a| {
+        checks::status_in(a, &[404])
+    })
+    .await;
+    tokio::time::sleep(tick).await;
+
+    validations
+}
+
+/// Without the validation phase, the stack is not fresh: the audit starts from each
+/// client's balance as it is now.
+async fn baseline(run: &Run) -> Result<(), String> {
+    for client in 1..=5u8 {
+        let answer = run.client.get(&format!("/clientes/{client}/extrato")).await;
+        let saldo = checks::json(&answer)["saldo"]["total"]
+            .as_i64()
+            .ok_or_else(|| {
+                format!(
+                    "cannot read client {client}'s balance to start from (status {:?})",
+                    answer.status
+                )
+            })?;
+        run.ledger.lock().unwrap()[usize::from(client) - 1].acknowledged = saldo;
+    }
+    Ok(())
 }
 
 /// E: one client's 14 requests, in order.

@@ -180,6 +180,7 @@ async fn simulate(fault: Fault) -> (Outcome, Report) {
         scale: 0.02,
         seed: 7,
         progress: false,
+        validations: true,
     };
     let outcome = run(&options).await.unwrap();
     let report = Report::new(&outcome);

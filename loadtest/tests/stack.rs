@@ -8,12 +8,7 @@ use testkit::{Balancer, Target, TestApi};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_official_run_passes_against_the_real_stack() {
-    let api = TestApi::start(&[]).await;
-    let (_second, second) = api.start_sibling("api2.sock", &[]);
-    let (Target::Unix(first), Target::Unix(second)) = (&api.target, &second) else {
-        unreachable!()
-    };
-    let lb = Balancer::start(&[first, second], &[]);
+    let (api, _second, lb) = stack().await;
 
     let options = Options {
         target: format!("http://{}", lb.addr),
@@ -21,6 +16,7 @@ async fn a_short_official_run_passes_against_the_real_stack() {
         scale: 0.05,
         seed: 3,
         progress: false,
+        validations: true,
     };
     let outcome = run(&options).await.unwrap();
     let report = Report::new(&outcome);
@@ -37,4 +33,79 @@ async fn a_short_official_run_passes_against_the_real_stack() {
         let (saldo, _) = api.db.balance_and_count(i32::from(audit.client)).await;
         assert_eq!(i64::from(saldo), audit.acknowledged);
     }
+}
+
+/// `loadtest --sweep` against the real stack: the rates run in turn, the later ones without
+/// the validation phase and audited from the balances they start from; a rate that fails
+/// ends the sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_runs_each_rate_on_the_same_stack_and_stops_at_the_first_failure() {
+    let dir = testkit::TempDir::new("sweep");
+    // Each sweep on a fresh stack: its first rate runs the validation phase.
+    let run = |stack: &Stack, rates: &str, p99: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+            .args([
+                "--target",
+                &format!("http://{}", stack.2.addr),
+                "--scale",
+                "0.02",
+            ])
+            .args(["--sweep", rates, "--sweep-p99-ms", p99, "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+
+    let held = run(&stack().await, "1,2", "1000");
+    assert!(
+        held.status.success(),
+        "{}",
+        String::from_utf8_lossy(&held.stderr)
+    );
+    let sweep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(sweep["held_up_to"], 2.0, "{sweep}");
+    assert_eq!(sweep["broke_at"], serde_json::Value::Null);
+    let steps = sweep["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    // The first rate ran the validations, the second did not, and both audits agree.
+    let validacoes = |step: &serde_json::Value| {
+        step["latencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"] == "validações")
+    };
+    assert!(validacoes(&steps[0]) && !validacoes(&steps[1]));
+    assert!(steps
+        .iter()
+        .all(|s| s["audit_explained"] == true && s["ko"] == 0));
+    assert!(dir.join("x2/report.json").exists() && dir.join("sweep.html").exists());
+    let summary = String::from_utf8_lossy(&held.stdout);
+    assert!(
+        summary.contains("held up to x2, the highest rate asked"),
+        "{summary}"
+    );
+
+    // An impossible p99: the first rate fails and the sweep stops there.
+    let broke = run(&stack().await, "1,2", "0.001");
+    assert_eq!(broke.status.code(), Some(1));
+    let sweep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(sweep["broke_at"], 1.0);
+    assert_eq!(sweep["held_up_to"], serde_json::Value::Null);
+    assert_eq!(sweep["steps"].as_array().unwrap().len(), 1);
+}
+
+type Stack = (TestApi, testkit::Process, Balancer);
+
+/// Two APIs on a fresh database behind the balancer.
+async fn stack() -> Stack {
+    let api = TestApi::start(&[]).await;
+    let (second, target) = api.start_sibling("api2.sock", &[]);
+    let (Target::Unix(first), Target::Unix(other)) = (&api.target, &target) else {
+        unreachable!()
+    };
+    let lb = Balancer::start(&[first, other], &[]);
+    (api, second, lb)
 }

@@ -23,7 +23,13 @@ pub(super) struct Series<'a> {
 }
 
 /// A line chart; `log` draws the y axis in powers of ten (for latencies).
-pub(super) fn line_chart(title: &str, y_unit: &str, series: &[Series], log: bool) -> String {
+pub(super) fn line_chart(
+    title: &str,
+    x_unit: &str,
+    y_unit: &str,
+    series: &[Series],
+    log: bool,
+) -> String {
     let x_max = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.0))
@@ -79,10 +85,11 @@ pub(super) fn line_chart(title: &str, y_unit: &str, series: &[Series], log: bool
     }
     let _ = write!(
         svg,
-        r##"<text x="{x}" y="{y}" class="tick" text-anchor="end">seconds</text><text x="4" y="{uy}" class="tick">{u}</text>"##,
+        r##"<text x="{x}" y="{y}" class="tick" text-anchor="end">{xu}</text><text x="4" y="{uy}" class="tick">{u}</text>"##,
         x = WIDTH - PAD,
         y = HEIGHT - PAD + 28.0,
         uy = PAD - 12.0,
+        xu = escape(x_unit),
         u = escape(y_unit)
     );
     for step in 0..=5 {

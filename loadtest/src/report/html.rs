@@ -21,6 +21,7 @@ pub fn html(outcome: &Outcome, report: &Report, options: &Options) -> String {
     };
     let percentiles = line_chart(
         "Response time percentiles per second",
+        "seconds",
         "ms (log)",
         &[
             latency("p50", "#2b8a3e", |s| s.p50_ms),
@@ -32,6 +33,7 @@ pub fn html(outcome: &Outcome, report: &Report, options: &Options) -> String {
     );
     let throughput = line_chart(
         "Requests per second (by start time)",
+        "seconds",
         "req/s",
         &[
             Series {
@@ -49,6 +51,7 @@ pub fn html(outcome: &Outcome, report: &Report, options: &Options) -> String {
     );
     let connections = line_chart(
         "Open connections",
+        "seconds",
         "connections",
         &[Series {
             name: "active",

@@ -4,8 +4,10 @@
 
 mod charts;
 mod html;
+mod sweep;
 
 pub use html::html;
+pub use sweep::sweep_html;
 
 use std::fmt::Write;
 
@@ -232,6 +234,7 @@ mod tests {
             scale: 0.1,
             seed: 3,
             progress: false,
+            validations: true,
         }
     }
 

@@ -1,0 +1,132 @@
+//! The sweep's self-contained page: p50 and p99 against the rate, the breaking point marked,
+//! and the table of rates.
+
+use std::fmt::Write;
+
+use super::charts::{escape, line_chart, Series};
+use crate::sweep::Sweep;
+
+pub fn sweep_html(sweep: &Sweep) -> String {
+    let points = |value: fn(&crate::sweep::Step) -> f64| -> Vec<(f64, f64)> {
+        sweep.steps.iter().map(|s| (s.rate, value(s))).collect()
+    };
+    let worst_p50 =
+        |s: &crate::sweep::Step| s.latencies.iter().map(|l| l.p50_ms).fold(0.0, f64::max);
+    let mut series = vec![
+        Series {
+            name: "p50",
+            color: "#2b8a3e",
+            points: points(worst_p50),
+        },
+        Series {
+            name: "p99",
+            color: "#e8590c",
+            points: points(|s| s.load_p99_ms),
+        },
+        Series {
+            name: "p99 limit",
+            color: "#868e96",
+            points: vec![
+                (0.0, sweep.criteria.p99_ms),
+                (
+                    sweep.steps.iter().map(|s| s.rate).fold(1.0, f64::max),
+                    sweep.criteria.p99_ms,
+                ),
+            ],
+        },
+    ];
+    let top = sweep
+        .steps
+        .iter()
+        .map(|s| s.load_p99_ms)
+        .fold(sweep.criteria.p99_ms, f64::max);
+    let broke_label;
+    if let Some(rate) = sweep.broke_at {
+        broke_label = format!("broke at x{rate}");
+        series.push(Series {
+            name: &broke_label,
+            color: "#c92a2a",
+            points: vec![(rate, 0.01), (rate, top)],
+        });
+    }
+    let chart = line_chart(
+        "Latency against the rate (worst of débitos, créditos, extratos)",
+        "rate (x official)",
+        "ms (log)",
+        &series,
+        true,
+    );
+    let mut rows = String::new();
+    for s in &sweep.steps {
+        let cells: Vec<String> = s
+            .latencies
+            .iter()
+            .map(|l| format!("{:.2} / {:.2} / {:.1}", l.p50_ms, l.p99_ms, l.max_ms))
+            .collect();
+        let _ = write!(
+            rows,
+            r#"<tr><th>x{rate}</th><td>{n}</td><td>{ko}</td><td>{cells}</td><td>{gen:.1}</td><td class="{class}">{verdict}</td></tr>"#,
+            rate = s.rate,
+            n = s.requests,
+            ko = s.ko,
+            cells = cells.join("</td><td>"),
+            gen = s.generator_cpu_us_per_request,
+            class = if s.held { "good" } else { "bad" },
+            verdict = escape(&s.verdict),
+        );
+    }
+    let names: Vec<String> = sweep
+        .steps
+        .first()
+        .map(|s| s.latencies.iter().map(|l| escape(&l.name)).collect())
+        .unwrap_or_default();
+    let headline = match (sweep.held_up_to, sweep.broke_at) {
+        (Some(held), Some(broke)) => format!("Held up to x{held}; broke at x{broke}."),
+        (Some(held), None) => format!("Held up to x{held}, the highest rate asked."),
+        (None, _) => "Did not hold the first rate.".to_owned(),
+    };
+    format!(
+        r##"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Rinha 2024/Q1 load sweep</title>
+<style>
+body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}}
+table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}
+th{{text-align:left}}.bad{{color:#c92a2a;font-weight:bold}}.good{{color:#2b8a3e;font-weight:bold}}
+svg{{width:100%;height:auto;margin:8px 0 16px}}.axis{{stroke:#444}}.grid{{stroke:#eee}}
+.tick{{font-size:10px;fill:#555}}.title{{font-size:13px;font-weight:bold}}
+</style></head><body>
+<h1>Rinha de Backend 2024/Q1: load sweep</h1>
+<p>Target <code>{target}</code>, scale x{scale}. A rate holds with no KO, a clean (or explained) balance audit and a load p99 of at most {limit} ms. Validations: {validations}.</p>
+<p class="{hc}">{headline}</p>
+{chart}
+<table><tr><th>rate</th><th>requests</th><th>KO</th><th>{names} p50 / p99 / max ms</th><th>generator µs/req</th><th>verdict</th></tr>{rows}</table>
+</body></html>
+"##,
+        target = escape(&sweep.target),
+        scale = sweep.scale,
+        limit = sweep.criteria.p99_ms,
+        validations = escape(sweep.validations),
+        hc = if sweep.broke_at.is_some() || sweep.held_up_to.is_none() {
+            "bad"
+        } else {
+            "good"
+        },
+        names = names.join(" p50 / p99 / max ms</th><th>"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_page_has_the_chart_the_breaking_point_and_every_rate() {
+        let page = super::sweep_html(&crate::sweep::tests::sample());
+        assert!(page.starts_with("<!doctype html>") && page.ends_with("</html>\n"));
+        assert_eq!(page.matches("<svg").count(), 1);
+        assert!(page.contains("broke at x10") && page.contains("Held up to x5; broke at x10."));
+        for rate in ["x1<", "x5<", "x10<"] {
+            assert!(page.contains(&format!("<tr><th>{rate}")), "{rate}");
+        }
+        assert!(page.contains("débitos p50 / p99 / max ms"));
+        assert!(!page.contains("<script"), "no script");
+    }
+}
