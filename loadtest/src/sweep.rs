@@ -36,7 +36,9 @@ pub struct Step {
     pub rate: f64,
     pub requests: usize,
     pub ko: usize,
-    /// The worst p99 of the load's request names.
+    /// The worst p50 and p99 of the load's request names (the validations' cold requests
+    /// left out).
+    pub load_p50_ms: f64,
     pub load_p99_ms: f64,
     pub latencies: Vec<Latency>,
     /// Every balance agrees with what was acknowledged (or with some outcome of the
@@ -115,11 +117,13 @@ fn step(rate: f64, outcome: &Outcome, report: &Report, criteria: Criteria) -> St
             max_ms: g.max_ms,
         })
         .collect();
-    let load_p99_ms = latencies
-        .iter()
-        .filter(|l| l.name != Name::Validacoes.label())
-        .map(|l| l.p99_ms)
-        .fold(0.0, f64::max);
+    let load = || {
+        latencies
+            .iter()
+            .filter(|l| l.name != Name::Validacoes.label())
+    };
+    let load_p50_ms = load().map(|l| l.p50_ms).fold(0.0, f64::max);
+    let load_p99_ms = load().map(|l| l.p99_ms).fold(0.0, f64::max);
     let audit_explained = outcome.audit.iter().all(|a| a.explained());
     let verdict = if all.ko > 0 {
         format!("{} KO", all.ko)
@@ -134,6 +138,7 @@ fn step(rate: f64, outcome: &Outcome, report: &Report, criteria: Criteria) -> St
         rate,
         requests: all.count,
         ko: all.ko,
+        load_p50_ms,
         load_p99_ms,
         latencies,
         audit_explained,
@@ -157,7 +162,6 @@ pub fn text(sweep: &Sweep) -> String {
         "rate", "requests", "KO", "p50 ms", "p99 ms", "max ms", "gen µs/req"
     );
     for s in &sweep.steps {
-        let p50 = s.latencies.iter().map(|l| l.p50_ms).fold(0.0, f64::max);
         let max = s.latencies.iter().map(|l| l.max_ms).fold(0.0, f64::max);
         let _ = writeln!(
             out,
@@ -165,7 +169,7 @@ pub fn text(sweep: &Sweep) -> String {
             format!("x{}", s.rate),
             s.requests,
             s.ko,
-            p50,
+            s.load_p50_ms,
             s.load_p99_ms,
             max,
             s.generator_cpu_us_per_request,
@@ -193,6 +197,7 @@ pub(crate) mod tests {
             rate,
             requests: 1000,
             ko,
+            load_p50_ms: p99 / 3.0,
             load_p99_ms: p99,
             latencies: ["débitos", "créditos", "extratos"]
                 .into_iter()

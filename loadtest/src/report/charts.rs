@@ -96,9 +96,10 @@ pub(super) fn line_chart(
         let x = x_max * f64::from(step) / 5.0;
         let _ = write!(
             svg,
-            r##"<text x="{:.1}" y="{}" class="tick" text-anchor="middle">{:.0}</text>"##,
+            r##"<text x="{:.1}" y="{}" class="tick" text-anchor="middle">{:.*}</text>"##,
             px(x),
             HEIGHT - PAD + 14.0,
+            usize::from(x_max < 10.0), // a small axis (rates) needs its tenths
             x
         );
     }

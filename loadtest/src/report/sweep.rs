@@ -10,13 +10,11 @@ pub fn sweep_html(sweep: &Sweep) -> String {
     let points = |value: fn(&crate::sweep::Step) -> f64| -> Vec<(f64, f64)> {
         sweep.steps.iter().map(|s| (s.rate, value(s))).collect()
     };
-    let worst_p50 =
-        |s: &crate::sweep::Step| s.latencies.iter().map(|l| l.p50_ms).fold(0.0, f64::max);
     let mut series = vec![
         Series {
             name: "p50",
             color: "#2b8a3e",
-            points: points(worst_p50),
+            points: points(|s| s.load_p50_ms),
         },
         Series {
             name: "p99",
@@ -56,12 +54,16 @@ pub fn sweep_html(sweep: &Sweep) -> String {
         &series,
         true,
     );
+    // The load's request names, by name: later rates have no validation phase.
+    const NAMES: [&str; 3] = ["débitos", "créditos", "extratos"];
     let mut rows = String::new();
     for s in &sweep.steps {
-        let cells: Vec<String> = s
-            .latencies
+        let cells: Vec<String> = NAMES
             .iter()
-            .map(|l| format!("{:.2} / {:.2} / {:.1}", l.p50_ms, l.p99_ms, l.max_ms))
+            .map(|name| match s.latencies.iter().find(|l| l.name == *name) {
+                Some(l) => format!("{:.2} / {:.2} / {:.1}", l.p50_ms, l.p99_ms, l.max_ms),
+                None => "–".to_owned(),
+            })
             .collect();
         let _ = write!(
             rows,
@@ -75,11 +77,7 @@ pub fn sweep_html(sweep: &Sweep) -> String {
             verdict = escape(&s.verdict),
         );
     }
-    let names: Vec<String> = sweep
-        .steps
-        .first()
-        .map(|s| s.latencies.iter().map(|l| escape(&l.name)).collect())
-        .unwrap_or_default();
+    let names = NAMES.join(" p50 / p99 / max ms</th><th>");
     let headline = match (sweep.held_up_to, sweep.broke_at) {
         (Some(held), Some(broke)) => format!("Held up to x{held}; broke at x{broke}."),
         (Some(held), None) => format!("Held up to x{held}, the highest rate asked."),
@@ -111,7 +109,7 @@ svg{{width:100%;height:auto;margin:8px 0 16px}}.axis{{stroke:#444}}.grid{{stroke
         } else {
             "good"
         },
-        names = names.join(" p50 / p99 / max ms</th><th>"),
+        names = names,
     )
 }
 
