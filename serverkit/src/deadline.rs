@@ -235,10 +235,6 @@ impl Watchlist {
         list
     }
 
-    pub fn deadlines(&self) -> Deadlines {
-        self.deadlines
-    }
-
     /// A watch for a connection that has just opened.
     pub fn watch(&self) -> Watch {
         let entry = Arc::new(Entry {
