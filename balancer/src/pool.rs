@@ -4,7 +4,7 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,6 +17,12 @@ use crate::address::{Stream, UpstreamAddr};
 /// Idle connections kept per upstream; more than the peak concurrency is never useful.
 const MAX_IDLE: usize = 256;
 
+/// A connection idle for longer is closed instead of reused. The APIs close connections idle
+/// for API_IDLE_TIMEOUT_MS (60 s by default); reusing one at that moment would write a request
+/// into a closing connection, and a POST that may have been read cannot be sent again. Like
+/// nginx's upstream keepalive_timeout, kept well below the server's.
+const IDLE_REUSE_MAX: Duration = Duration::from_secs(30);
+
 pub type Sender = SendRequest<Full<Bytes>>;
 
 /// A connection taken from the pool (or opened for the occasion).
@@ -28,16 +34,20 @@ pub struct Checkout {
 
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<Vec<Sender>>,
+    /// With when each went idle; the most recent last.
+    idle: Mutex<Vec<(Sender, Instant)>>,
 }
 
 impl Pool {
     /// An idle connection that is still open, or else a new one to `addr`.
     pub async fn checkout(&self, addr: &UpstreamAddr, timeout: Duration) -> Result<Checkout, ()> {
         loop {
-            let Some(mut sender) = self.idle.lock().unwrap().pop() else {
+            let Some((mut sender, since)) = self.idle.lock().unwrap().pop() else {
                 break;
             };
+            if since.elapsed() > IDLE_REUSE_MAX {
+                continue; // dropped: closed
+            }
             if sender.ready().await.is_ok() {
                 return Ok(Checkout {
                     sender,
@@ -57,7 +67,7 @@ impl Pool {
     pub fn checkin(&self, sender: Sender) {
         let mut idle = self.idle.lock().unwrap();
         if idle.len() < MAX_IDLE {
-            idle.push(sender);
+            idle.push((sender, Instant::now()));
         }
     }
 
