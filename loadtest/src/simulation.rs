@@ -71,6 +71,18 @@ impl Run {
         (answer, saved, record)
     }
 
+    /// The client's `saldo.total` as its statement reports it now (not recorded: the
+    /// audit's reads are not part of the official test).
+    async fn balance(&self, client: u8) -> Result<i64, String> {
+        let answer = self
+            .client
+            .get(&format!("/clientes/{client}/extrato"))
+            .await;
+        checks::json(&answer)["saldo"]["total"]
+            .as_i64()
+            .ok_or_else(|| format!("client {client}'s statement (status {:?})", answer.status))
+    }
+
     /// A POST to /clientes/{client}/transacoes, booked for the audit: a 200 moves the
     /// expected balance, a 4xx does not, anything else leaves the outcome unknown.
     async fn transact<T>(
@@ -158,8 +170,7 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
 
     let mut audit = Vec::new();
     for client in 1..=5u8 {
-        let answer = run.client.get(&format!("/clientes/{client}/extrato")).await;
-        let reported = checks::json(&answer)["saldo"]["total"].as_i64();
+        let reported = run.balance(client).await.ok();
         let booked = run.ledger.lock().unwrap()[usize::from(client) - 1];
         audit.push(ClientAudit {
             client,
@@ -230,15 +241,10 @@ async fn validate(run: &Arc<Run>) -> Vec<tokio::task::JoinHandle<()>> {
 /// client's balance as it is now.
 async fn baseline(run: &Run) -> Result<(), String> {
     for client in 1..=5u8 {
-        let answer = run.client.get(&format!("/clientes/{client}/extrato")).await;
-        let saldo = checks::json(&answer)["saldo"]["total"]
-            .as_i64()
-            .ok_or_else(|| {
-                format!(
-                    "cannot read client {client}'s balance to start from (status {:?})",
-                    answer.status
-                )
-            })?;
+        let saldo = run
+            .balance(client)
+            .await
+            .map_err(|e| format!("{e}: no balance to start from"))?;
         run.ledger.lock().unwrap()[usize::from(client) - 1].acknowledged = saldo;
     }
     Ok(())

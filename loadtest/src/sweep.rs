@@ -64,6 +64,17 @@ pub struct Sweep {
     pub steps: Vec<Step>,
 }
 
+impl Sweep {
+    /// "held up to x5; broke at x10", in words.
+    pub fn conclusion(&self) -> String {
+        match (self.held_up_to, self.broke_at) {
+            (Some(held), Some(broke)) => format!("held up to x{held}; broke at x{broke}"),
+            (Some(held), None) => format!("held up to x{held}, the highest rate asked"),
+            (None, _) => "did not hold the first rate".to_owned(),
+        }
+    }
+}
+
 /// Runs `rates` in order with `options` (its rate is ignored), stopping after the first
 /// rate that fails. `each` sees every rate's outcome (for progress and per-rate reports).
 pub async fn run(
@@ -176,15 +187,7 @@ pub fn text(sweep: &Sweep) -> String {
             s.verdict
         );
     }
-    let _ = writeln!(
-        out,
-        "{}",
-        match (sweep.held_up_to, sweep.broke_at) {
-            (Some(held), Some(broke)) => format!("held up to x{held}; broke at x{broke}"),
-            (Some(held), None) => format!("held up to x{held}, the highest rate asked"),
-            (None, _) => "did not hold the first rate".to_owned(),
-        }
-    );
+    let _ = writeln!(out, "{}", sweep.conclusion());
     out
 }
 

@@ -7,6 +7,15 @@ use super::{cpu_line, Report};
 use crate::model::{Options, Outcome};
 use crate::stats;
 
+/// The style of every page the reports write (the run's and the sweep's).
+pub(super) const STYLE: &str = "
+body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}
+table{border-collapse:collapse;margin:8px 0 20px}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}
+th{text-align:left}.bad{color:#c92a2a;font-weight:bold}.good{color:#2b8a3e;font-weight:bold}
+svg{width:100%;height:auto;margin:8px 0 16px}.axis{stroke:#444}.grid{stroke:#eee}
+.tick{font-size:10px;fill:#555}.title{font-size:13px;font-weight:bold}.bar{fill:#1971c2}
+";
+
 pub fn html(outcome: &Outcome, report: &Report, options: &Options) -> String {
     let secs = &report.seconds;
     // One latency statistic over the seconds that had requests.
@@ -102,13 +111,7 @@ pub fn html(outcome: &Outcome, report: &Report, options: &Options) -> String {
     format!(
         r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Rinha 2024/Q1 load test report</title>
-<style>
-body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}}
-table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}
-th{{text-align:left}}.bad{{color:#c92a2a;font-weight:bold}}.good{{color:#2b8a3e;font-weight:bold}}
-svg{{width:100%;height:auto;margin:8px 0 16px}}.axis{{stroke:#444}}.grid{{stroke:#eee}}
-.tick{{font-size:10px;fill:#555}}.title{{font-size:13px;font-weight:bold}}.bar{{fill:#1971c2}}
-</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>Rinha de Backend 2024/Q1: load test report</h1>
 <p>Target <code>{target}</code>, rate x{rate}, scale x{scale}, seed {seed}: {n} requests in {elapsed:.1} s.</p>
 <p class="{vc}">{vt}</p>

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::charts::{escape, line_chart, Series};
+use super::html::STYLE;
 use crate::sweep::Sweep;
 
 pub fn sweep_html(sweep: &Sweep) -> String {
@@ -78,21 +79,13 @@ pub fn sweep_html(sweep: &Sweep) -> String {
         );
     }
     let names = NAMES.join(" p50 / p99 / max ms</th><th>");
-    let headline = match (sweep.held_up_to, sweep.broke_at) {
-        (Some(held), Some(broke)) => format!("Held up to x{held}; broke at x{broke}."),
-        (Some(held), None) => format!("Held up to x{held}, the highest rate asked."),
-        (None, _) => "Did not hold the first rate.".to_owned(),
-    };
+    // The table's conclusion, as a sentence.
+    let conclusion = sweep.conclusion();
+    let headline = format!("{}{}.", conclusion[..1].to_uppercase(), &conclusion[1..]);
     format!(
         r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Rinha 2024/Q1 load sweep</title>
-<style>
-body{{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1000px}}
-table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}}
-th{{text-align:left}}.bad{{color:#c92a2a;font-weight:bold}}.good{{color:#2b8a3e;font-weight:bold}}
-svg{{width:100%;height:auto;margin:8px 0 16px}}.axis{{stroke:#444}}.grid{{stroke:#eee}}
-.tick{{font-size:10px;fill:#555}}.title{{font-size:13px;font-weight:bold}}
-</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>Rinha de Backend 2024/Q1: load sweep</h1>
 <p>Target <code>{target}</code>, scale x{scale}. A rate holds with no KO, a clean (or explained) balance audit and a load p99 of at most {limit} ms. Validations: {validations}.</p>
 <p class="{hc}">{headline}</p>
