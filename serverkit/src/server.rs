@@ -207,9 +207,6 @@ impl<H: Handler> Source<H> {
 
     /// `place`, unless the server starts draining first.
     async fn unless_draining_place(&mut self) -> Option<ConnectionPermit> {
-        if let Some(permit) = self.limit.try_acquire() {
-            return Some(permit);
-        }
         let (limit, watchlist) = (self.limit.clone(), self.watchlist.clone());
         self.unless_draining(place(&limit, &watchlist)).await
     }
