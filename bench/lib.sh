@@ -16,6 +16,9 @@ start_stack() {
     stack_log=$(mktemp /tmp/rinha-bench-stack.XXXXXX)
     target/release/stack --limits "$@" >"$stack_log" 2>&1 &
     stack_pid=$!
+    # The runner's directory (PostgreSQL's data and socket, the volumes) and its database.
+    stack_dir=/tmp/rinha-stack-$stack_pid
+    stack_db="postgres://postgres@localhost/rinha?host=$stack_dir/pg"
     for _ in $(seq 1 300); do
         grep -q "stack: ready" "$stack_log" && return 0
         kill -0 "$stack_pid" 2>/dev/null || break
@@ -125,7 +128,7 @@ CONF
 start_nginx_lb() {
     nginx_dir=$(mktemp -d /tmp/rinha-bench-nginx.XXXXXX)
     chmod 755 "$nginx_dir"
-    local sockets=/tmp/rinha-stack-$stack_pid/volumes/http-sockets procs="" d
+    local sockets=$stack_dir/volumes/http-sockets procs="" d
     write_nginx_conf "$nginx_dir/nginx.conf" "$nginx_dir" 9999 "$sockets/api1.sock" "$sockets/api2.sock"
     # The lb's groups: v2's one, or v1's per controller (cpu carries the quota).
     for d in /sys/fs/cgroup /sys/fs/cgroup/cpu /sys/fs/cgroup/cpuacct /sys/fs/cgroup/memory; do
