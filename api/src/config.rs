@@ -212,6 +212,14 @@ mod tests {
                 "DB_POOL_SIZE=0",
             ),
             (
+                &[DB, ("API_SOCKET", "/a"), ("API_HEADER_TIMEOUT_MS", "5s")],
+                "API_HEADER_TIMEOUT_MS=5s",
+            ),
+            (
+                &[DB, ("API_SOCKET", "/a"), ("API_IDLE_TIMEOUT_MS", "0")],
+                "API_IDLE_TIMEOUT_MS=0",
+            ),
+            (
                 &[DB, ("API_SOCKET", "/a"), ("API_WORKERS", "two")],
                 "API_WORKERS=two",
             ),

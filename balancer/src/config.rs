@@ -257,6 +257,10 @@ mod tests {
                 &[("LB_UPSTREAMS", "/a"), ("LB_WORKERS", "0")],
                 "LB_WORKERS=0",
             ),
+            (
+                &[("LB_UPSTREAMS", "/a"), ("LB_BODY_TIMEOUT_MS", "-1")],
+                "LB_BODY_TIMEOUT_MS=-1",
+            ),
         ];
         for (vars, expected) in cases {
             let err = parse(vars).expect_err(expected);
