@@ -13,6 +13,12 @@
 //! for the next slot to come free, whoever frees it (a statement read holds slots too), to
 //! lead from there. So an enqueued request is never left without a leader.
 //!
+//! One batch per client at a time: while a batch holding a client's transactions runs, that
+//! client's newer transactions wait here instead of taking another connection, where they
+//! would only sleep on the row lock. The batch's leader takes them next. So a row held long
+//! (its backend lost the CPU) ties up one of this instance's connections, not all of them,
+//! and the other clients' transactions go on. Measured: BENCHMARKS.md, "The tail".
+//!
 //! Deadlines keep the unbatched promises: a request still waiting (not yet in a batch) after
 //! `DB_TIMEOUT_MS` withdraws and gets 503, never sent; one inside a batch has that batch's
 //! outcome, bounded by the operation deadline, and PostgreSQL's statement_timeout rolls the
@@ -45,30 +51,56 @@ struct Waiting {
     answer: oneshot::Sender<Answer>,
 }
 
-/// Items taken into one batch, and where each one's answer goes.
-pub struct Batch {
+/// Items taken into one batch, and where each one's answer goes. Its clients are busy until
+/// it is dropped (answered, failed, or abandoned).
+pub struct Batch<'q> {
     pub items: Vec<Item>,
     answers: Vec<oneshot::Sender<Answer>>,
+    clients: Vec<i32>,
+    queue: &'q Queue,
 }
 
-impl Batch {
+impl Batch<'_> {
     /// Answers each item with its own result, in order.
-    pub fn answer(self, results: Vec<Applied>) {
-        for (answer, result) in self.answers.into_iter().zip(results) {
+    pub fn answer(mut self, results: Vec<Applied>) {
+        for (answer, result) in std::mem::take(&mut self.answers).into_iter().zip(results) {
             let _ = answer.send(Ok(result));
         }
     }
 
     /// The batch failed as a whole: nothing of it was applied, and every request gets 503.
-    pub fn fail(self, error: &DbError) {
-        for answer in self.answers {
+    pub fn fail(mut self, error: &DbError) {
+        for answer in std::mem::take(&mut self.answers) {
             let _ = answer.send(Err(error.shared()));
         }
     }
 }
 
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        if !self.clients.is_empty() {
+            let mut state = self.queue.state.lock().expect("queue lock");
+            state.busy.retain(|c| !self.clients.contains(c));
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// In order of arrival.
+    waiting: VecDeque<Waiting>,
+    /// Clients with a batch running; a handful (one per connection at most).
+    busy: Vec<i32>,
+}
+
+impl State {
+    fn is_ready(&self, client: i32) -> bool {
+        !self.busy.contains(&client)
+    }
+}
+
 pub struct Queue {
-    waiting: Mutex<VecDeque<Waiting>>,
+    state: Mutex<State>,
     max: usize,
     next_id: AtomicU64,
     /// Whether a task is waiting for a connection slot in order to lead.
@@ -77,33 +109,43 @@ pub struct Queue {
     batches: AtomicU64,
     transactions: AtomicU64,
     largest: AtomicU64,
+    /// Transactions that arrived while their client had a batch running.
+    held: AtomicU64,
 }
 
 impl Queue {
     pub fn new(max: usize) -> Queue {
         Queue {
-            waiting: Mutex::new(VecDeque::new()),
+            state: Mutex::new(State::default()),
             max,
             next_id: AtomicU64::new(0),
             leader_waiting: AtomicBool::new(false),
             batches: AtomicU64::new(0),
             transactions: AtomicU64::new(0),
             largest: AtomicU64::new(0),
+            held: AtomicU64::new(0),
         }
     }
 
-    /// Enqueues `item`; its id (to withdraw it) and where its answer will come.
-    pub fn push(&self, item: Item) -> (u64, oneshot::Receiver<Answer>) {
+    /// Enqueues `item`: its id (to withdraw it), where its answer will come, and whether it
+    /// can be taken now. When not, its client's running batch has a leader, which takes it
+    /// next; nobody else needs to lead for it.
+    pub fn push(&self, item: Item) -> (u64, oneshot::Receiver<Answer>, bool) {
         let (answer, receiver) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Relaxed);
-        let waiting = Waiting { id, item, answer };
-        self.waiting.lock().expect("queue lock").push_back(waiting);
-        (id, receiver)
+        let mut state = self.state.lock().expect("queue lock");
+        let ready = state.is_ready(item.client);
+        state.waiting.push_back(Waiting { id, item, answer });
+        drop(state);
+        if !ready {
+            self.held.fetch_add(1, Relaxed);
+        }
+        (id, receiver, ready)
     }
 
     /// Removes a request that is still waiting; false once it is in a batch.
     pub fn withdraw(&self, id: u64) -> bool {
-        let mut waiting = self.waiting.lock().expect("queue lock");
+        let waiting = &mut self.state.lock().expect("queue lock").waiting;
         let before = waiting.len();
         waiting.retain(|w| w.id != id);
         waiting.len() < before
@@ -119,23 +161,40 @@ impl Queue {
         self.leader_waiting.store(false, Relaxed);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.waiting.lock().expect("queue lock").is_empty()
+    /// Whether a waiting request could be taken now (its client has no batch running).
+    pub fn has_ready(&self) -> bool {
+        let state = self.state.lock().expect("queue lock");
+        state.waiting.iter().any(|w| state.is_ready(w.item.client))
     }
 
-    /// The next batch: up to `max` of the oldest waiting requests (none if none wait).
-    pub fn take(&self) -> Batch {
-        let mut waiting = self.waiting.lock().expect("queue lock");
-        let n = waiting.len().min(self.max);
+    /// The next batch: up to `max` of the oldest waiting requests whose clients have no batch
+    /// running (none if none can be taken). A client's requests stay in arrival order: all of
+    /// them wait while its batch runs, and a batch takes the oldest first.
+    pub fn take(&self) -> Batch<'_> {
+        let mut state = self.state.lock().expect("queue lock");
         let mut batch = Batch {
-            items: Vec::with_capacity(n),
-            answers: Vec::with_capacity(n),
+            items: Vec::new(),
+            answers: Vec::new(),
+            clients: Vec::new(),
+            queue: self,
         };
-        for w in waiting.drain(..n) {
+        let mut i = 0;
+        while i < state.waiting.len() && batch.items.len() < self.max {
+            let client = state.waiting[i].item.client;
+            if !state.is_ready(client) {
+                i += 1;
+                continue;
+            }
+            let w = state.waiting.remove(i).expect("index checked");
+            if !batch.clients.contains(&client) {
+                batch.clients.push(client);
+            }
             batch.items.push(w.item);
             batch.answers.push(w.answer);
         }
-        drop(waiting);
+        state.busy.extend_from_slice(&batch.clients);
+        drop(state);
+        let n = batch.items.len();
         if n > 0 {
             self.batches.fetch_add(1, Relaxed);
             self.transactions.fetch_add(n as u64, Relaxed);
@@ -146,19 +205,20 @@ impl Queue {
 
     /// Fails every waiting request (the database cannot be reached: they would all fail).
     pub fn fail_all(&self, error: &DbError) {
-        let waiting = std::mem::take(&mut *self.waiting.lock().expect("queue lock"));
+        let waiting = std::mem::take(&mut self.state.lock().expect("queue lock").waiting);
         for w in waiting {
             let _ = w.answer.send(Err(error.shared()));
         }
     }
 
-    /// "N transactions in M batches (mean X, largest Y)".
+    /// "N transactions in M batches (mean X, largest Y), H held for their client's batch".
     pub fn report(&self) -> String {
         let (batches, transactions) = (self.batches.load(Relaxed), self.transactions.load(Relaxed));
         format!(
-            "{transactions} transactions in {batches} batches (mean {:.2}, largest {})",
+            "{transactions} transactions in {batches} batches (mean {:.2}, largest {}), {} held for their client's batch",
             transactions as f64 / batches.max(1) as f64,
-            self.largest.load(Relaxed)
+            self.largest.load(Relaxed),
+            self.held.load(Relaxed)
         )
     }
 }

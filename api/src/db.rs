@@ -221,13 +221,29 @@ impl Database {
         client: i32,
         tx: &NewTransaction<'_>,
     ) -> Result<Applied, DbError> {
-        let (id, mut answer) = queue.push(Item {
+        let (id, mut answer, ready) = queue.push(Item {
             client,
             delta: tx.signed_amount(),
             amount: tx.amount,
             kind: tx.kind.code(),
             description: tx.description.to_string(),
         });
+        if ready {
+            self.start_leader(queue);
+        }
+        match tokio::time::timeout(self.acquire_timeout, &mut answer).await {
+            Ok(answer) => answer.unwrap_or(Err(DbError::Timeout)),
+            // Still waiting: withdrawn, never sent.
+            Err(_) if queue.withdraw(id) => Err(DbError::Timeout),
+            // In a batch: its outcome, which the batch's own deadline bounds.
+            Err(_) => answer.await.unwrap_or(Err(DbError::Timeout)),
+        }
+    }
+
+    /// Makes sure a task will take what is queued: a leader on a free connection slot, or
+    /// one task waiting for the next slot to come free, whoever frees it (a statement read
+    /// holds slots too), to lead from there.
+    fn start_leader(&self, queue: &Arc<Queue>) {
         match self.pool.try_slot() {
             Some(slot) => {
                 tokio::spawn(self.clone().lead(queue.clone(), slot));
@@ -244,49 +260,43 @@ impl Database {
             }
             None => {} // a leader is waiting for a slot already; it will take this one too
         }
-        match tokio::time::timeout(self.acquire_timeout, &mut answer).await {
-            Ok(answer) => answer.unwrap_or(Err(DbError::Timeout)),
-            // Still waiting: withdrawn, never sent.
-            Err(_) if queue.withdraw(id) => Err(DbError::Timeout),
-            // In a batch: its outcome, which the batch's own deadline bounds.
-            Err(_) => answer.await.unwrap_or(Err(DbError::Timeout)),
-        }
     }
 
-    /// Runs batches on one connection until the queue is empty, then gives the connection
+    /// Runs batches on one connection until nothing can be taken, then gives the connection
     /// back and looks once more (see `crate::batch` for why that order).
     async fn lead(self, queue: Arc<Queue>, slot: Slot) {
-        let mut slot = Some(slot);
-        while let Some(free) = slot.take() {
-            // The same bound as a request's wait for a connection: past it the database is
-            // down for good, and everything queued would fail anyway.
-            let lease = tokio::time::timeout(self.acquire_timeout, self.pool.lease(free)).await;
-            let Ok(mut lease) = lease else {
-                return queue.fail_all(&DbError::Timeout);
-            };
-            let completed = loop {
-                let batch = queue.take();
-                if batch.items.is_empty() {
-                    break true;
-                }
-                let run = tokio::time::timeout(self.timeout, run_batch(&mut lease, &batch.items));
-                match run.await.unwrap_or(Err(DbError::Timeout)) {
-                    Ok(results) => batch.answer(results),
-                    Err(e) => {
-                        eprintln!("api: {e}");
-                        self.note_failure(&e);
-                        batch.fail(&e);
-                        break false;
-                    }
-                }
-            };
-            // After a failure the connection's protocol state is unknown: dropped, closed.
-            if completed {
-                lease.release();
+        // The same bound as a request's wait for a connection: past it the database is
+        // down for good, and everything queued would fail anyway.
+        let lease = tokio::time::timeout(self.acquire_timeout, self.pool.lease(slot)).await;
+        let Ok(mut lease) = lease else {
+            return queue.fail_all(&DbError::Timeout);
+        };
+        let completed = loop {
+            let batch = queue.take();
+            if batch.items.is_empty() {
+                break true;
             }
-            if !queue.is_empty() {
-                slot = self.pool.try_slot();
+            let run = tokio::time::timeout(self.timeout, run_batch(&mut lease, &batch.items));
+            match run.await.unwrap_or(Err(DbError::Timeout)) {
+                Ok(results) => batch.answer(results),
+                Err(e) => {
+                    eprintln!("api: {e}");
+                    self.note_failure(&e);
+                    batch.fail(&e);
+                    break false;
+                }
             }
+        };
+        // After a failure the connection's protocol state is unknown: dropped, closed.
+        if completed {
+            lease.release();
+        } else {
+            drop(lease);
+        }
+        // Requests that arrived while this leader gave its connection back, or held back
+        // for a client of the batch that failed.
+        if queue.has_ready() {
+            self.start_leader(&queue);
         }
     }
 

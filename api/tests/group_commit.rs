@@ -18,8 +18,18 @@ fn body(valor: i64, tipo: &str, descricao: &str) -> String {
     format!(r#"{{"valor": {valor}, "tipo": "{tipo}", "descricao": "{descricao}"}}"#)
 }
 
-/// Stops an instance and returns its group-commit report: (transactions, batches, largest).
-fn batches_of(process: Process) -> (u64, u64, u64) {
+/// What an instance said of its batches when it stopped.
+#[derive(Debug, PartialEq, Eq)]
+struct Report {
+    transactions: u64,
+    batches: u64,
+    largest: u64,
+    /// Transactions that waited for their client's running batch.
+    held: u64,
+}
+
+/// Stops an instance and returns its group-commit report.
+fn batches_of(process: Process) -> Report {
     process.signal("TERM");
     let (status, stderr) = process.wait(Duration::from_secs(15));
     assert!(status.success(), "{stderr}");
@@ -27,13 +37,21 @@ fn batches_of(process: Process) -> (u64, u64, u64) {
         .lines()
         .find_map(|l| l.strip_prefix("api: group commit: "))
         .unwrap_or_else(|| panic!("no group commit report: {stderr}"));
-    // "N transactions in M batches (mean X, largest Y)"
+    // "N transactions in M batches (mean X, largest Y), H held for their client's batch"
     let numbers: Vec<u64> = line
         .split(|c: char| !c.is_ascii_digit() && c != '.')
         .filter(|w| !w.is_empty() && !w.contains('.'))
         .map(|w| w.parse().unwrap())
         .collect();
-    (numbers[0], numbers[1], *numbers.last().unwrap())
+    let [transactions, batches, largest, held] = numbers[..] else {
+        panic!("unexpected report: {line}");
+    };
+    Report {
+        transactions,
+        batches,
+        largest,
+        held,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,12 +77,12 @@ async fn concurrent_transactions_over_both_instances_are_exact_and_share_commits
     let TestApi { process, .. } = api;
     let (a, b) = (batches_of(process), batches_of(second));
     assert_eq!(
-        a.0 + b.0,
+        a.transactions + b.transactions,
         50,
         "every transaction went through a batch: {a:?} {b:?}"
     );
     assert!(
-        a.1 + b.1 < 50,
+        a.batches + b.batches < 50,
         "fewer commits than transactions: {a:?} {b:?}"
     );
 }
@@ -158,12 +176,13 @@ async fn one_batch_mixes_accepted_refused_and_unknown_with_exact_answers() {
         );
     }
     let TestApi { process, .. } = api;
-    let (transactions, batches, largest) = batches_of(process);
+    let report = batches_of(process);
     assert_eq!(
-        (transactions, batches, largest),
+        (report.transactions, report.batches, report.largest),
         (9, 2, 8),
-        "the first, then the eight together"
+        "the first, then the eight together: {report:?}"
     );
+    assert_eq!(report.held, 1, "the debit of client 3, behind the first");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,4 +346,54 @@ async fn a_credit_queued_behind_reads_runs_when_a_connection_frees() {
         "served when the read ended, not at the deadline: {took:?}"
     );
     assert_eq!(api.db.balance_and_count(1).await, (5, 1));
+}
+
+/// A client's row held long (here by a lock from outside) ties up one of the instance's
+/// connections, not all of them: that client's next transaction waits in the queue instead
+/// of taking the other connection to sleep on the row too, so other clients go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_row_does_not_hold_the_other_clients() {
+    let api = TestApi::start(&[("DB_POOL_SIZE", "2"), ("DB_BATCH_MAX", "16")]).await;
+    let target = api.target.clone();
+    let lock = api.db.lock_client(3).await;
+    let post = |client: i32, valor: i64, descricao: &'static str| {
+        let target = target.clone();
+        tokio::spawn(async move {
+            target
+                .post(
+                    &format!("/clientes/{client}/transacoes"),
+                    &body(valor, "c", descricao),
+                )
+                .await
+        })
+    };
+    let first = post(3, 100, "first");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = post(3, 5, "second");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for client in [1, 2] {
+        let reply = tokio::time::timeout(Duration::from_secs(2), post(client, 7, "other"))
+            .await
+            .unwrap_or_else(|_| panic!("client {client} waited behind client 3's row"))
+            .unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "client {client}");
+    }
+    drop(lock);
+    let (first, second) = (first.await.unwrap(), second.await.unwrap());
+    assert_eq!(
+        (first.status, first.json()["saldo"].clone()),
+        (StatusCode::OK, 100.into())
+    );
+    assert_eq!(
+        (second.status, second.json()["saldo"].clone()),
+        (StatusCode::OK, 105.into())
+    );
+    assert_eq!(api.db.balance_and_count(3).await, (105, 2));
+    let TestApi { process, .. } = api;
+    let report = batches_of(process);
+    assert_eq!(
+        (report.transactions, report.held),
+        (4, 1),
+        "only client 3's second transaction waited: {report:?}"
+    );
 }
