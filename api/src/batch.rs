@@ -8,14 +8,15 @@
 //! arrives, with the single statement of the unbatched path.
 //!
 //! Who runs batches: a request that finds a free connection slot starts a leader task; the
-//! leader takes batches until the queue is empty, then gives the connection back and looks
+//! leader takes batches until none can be taken, then gives the connection back and looks
 //! at the queue once more. A request that finds no free slot makes sure one task is waiting
 //! for the next slot to come free, whoever frees it (a statement read holds slots too), to
 //! lead from there. So an enqueued request is never left without a leader.
 //!
 //! One batch per client at a time: while a batch holding a client's transactions runs, that
 //! client's newer transactions wait here instead of taking another connection, where they
-//! would only sleep on the row lock. The batch's leader takes them next. So a row held long
+//! would only sleep on the row lock. The batch's leader takes them next (or, if the batch
+//! failed, starts a leader for them). So a row held long
 //! (its backend lost the CPU) ties up one of this instance's connections, not all of them,
 //! and the other clients' transactions go on. Measured: BENCHMARKS.md, "The tail".
 //!
@@ -220,5 +221,59 @@ impl Queue {
             self.largest.load(Relaxed),
             self.held.load(Relaxed)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(client: i32, amount: i32) -> Item {
+        Item {
+            client,
+            delta: amount.into(),
+            amount,
+            kind: "c",
+            description: "x".into(),
+        }
+    }
+
+    fn amounts(batch: &Batch) -> Vec<i32> {
+        batch.items.iter().map(|i| i.amount).collect()
+    }
+
+    #[test]
+    fn a_client_with_a_running_batch_waits_and_keeps_its_order() {
+        let queue = Queue::new(16);
+        for (client, amount) in [(1, 1), (1, 2), (2, 3)] {
+            assert!(queue.push(item(client, amount)).2, "nothing runs yet");
+        }
+        let first = queue.take();
+        assert_eq!(amounts(&first), [1, 2, 3], "one client twice in one batch");
+        // Clients 1 and 2 now have a batch running.
+        let (_, _, ready) = queue.push(item(1, 4));
+        assert!(!ready);
+        assert!(queue.push(item(3, 5)).2);
+        assert!(!queue.push(item(1, 6)).2);
+        assert_eq!(amounts(&queue.take()), [5], "client 3 goes on");
+        assert!(!queue.has_ready());
+        assert_eq!(amounts(&queue.take()), [] as [i32; 0]);
+        first.answer(vec![]);
+        assert!(queue.has_ready());
+        assert_eq!(amounts(&queue.take()), [4, 6], "in order of arrival");
+        assert!(queue.report().ends_with("2 held for their client's batch"));
+    }
+
+    #[test]
+    fn a_batch_takes_at_most_max_and_the_rest_follows() {
+        let queue = Queue::new(2);
+        for amount in 1..=3 {
+            queue.push(item(1, amount));
+        }
+        let first = queue.take();
+        assert_eq!(amounts(&first), [1, 2]);
+        assert!(!queue.has_ready(), "client 1's third waits for its batch");
+        drop(first); // failed or abandoned: the client is free all the same
+        assert_eq!(amounts(&queue.take()), [3]);
     }
 }
