@@ -28,6 +28,8 @@ pub struct Config {
     /// Every source of connections: HTTP on a Unix socket or TCP, and/or a handoff socket.
     pub listen: Vec<Listen>,
     pub pool_size: u32,
+    /// Connections for statement reads only (0: reads share `pool_size`'s connections).
+    pub read_pool_size: u32,
     pub workers: usize,
     /// How long to wait for the database at start before giving up.
     pub db_wait: Duration,
@@ -102,6 +104,7 @@ impl Config {
             database,
             listen,
             pool_size: number(&get, "DB_POOL_SIZE", 5, 1..=1000)?,
+            read_pool_size: number(&get, "DB_READ_POOL_SIZE", 1, 0..=1000)?,
             workers: number(&get, "API_WORKERS", 1, 1..=1024)?,
             db_wait: Duration::from_secs(number(&get, "DB_WAIT_SECS", 30, 0..=3600)?),
             db_timeout: Duration::from_millis(number(&get, "DB_TIMEOUT_MS", 2000, 1..=600_000)?),
@@ -144,6 +147,7 @@ mod tests {
         assert_eq!(config.listen, [Listen::Unix("/tmp/api.sock".into())]);
         assert_eq!(config.drain, Duration::from_secs(10));
         assert_eq!(config.pool_size, 5);
+        assert_eq!(config.read_pool_size, 1);
         assert_eq!(config.workers, 1);
         assert_eq!(config.tx_shape, TxShape::Statement);
         assert_eq!(config.db_wait, Duration::from_secs(30));
@@ -210,6 +214,10 @@ mod tests {
             (
                 &[DB, ("API_SOCKET", "/a"), ("DB_POOL_SIZE", "0")],
                 "DB_POOL_SIZE=0",
+            ),
+            (
+                &[DB, ("API_SOCKET", "/a"), ("DB_READ_POOL_SIZE", "-1")],
+                "DB_READ_POOL_SIZE=-1",
             ),
             (
                 &[DB, ("API_SOCKET", "/a"), ("API_HEADER_TIMEOUT_MS", "5s")],

@@ -81,7 +81,13 @@ pub struct Statement {
 
 #[derive(Clone)]
 pub struct Database {
+    /// Credits and debits (and statement reads when `reads` is None).
     pool: Pool,
+    /// Statement reads only. A commit can wait a long time for the disk (a virtual disk's
+    /// flush measured 310 ms, BENCHMARKS.md "The tail"), and then every transaction
+    /// connection waits with it; a read needs no flush, and on a connection of its own it is
+    /// answered meanwhile.
+    reads: Option<Pool>,
     /// Bound for waiting for a free connection.
     acquire_timeout: Duration,
     /// Local backstop for one operation once sent; longer than the server's statement_timeout.
@@ -137,10 +143,19 @@ impl Database {
         let deadline = tokio::time::Instant::now() + config.db_wait;
         let mut backoff = Duration::from_millis(50);
         loop {
-            match Pool::connect(connect.clone(), config.pool_size).await {
-                Ok(pool) => {
+            let pools = async {
+                let pool = Pool::connect(connect.clone(), config.pool_size).await?;
+                let reads = match config.read_pool_size {
+                    0 => None,
+                    size => Some(Pool::connect(connect.clone(), size).await?),
+                };
+                Ok::<_, sqlx::Error>((pool, reads))
+            };
+            match pools.await {
+                Ok((pool, reads)) => {
                     return Ok(Database {
                         pool,
+                        reads,
                         acquire_timeout: config.db_timeout,
                         // The margin lets the server-side timeout fire first; this one is for a
                         // database that stopped answering at all.
@@ -169,7 +184,7 @@ impl Database {
             return self.transact_in_batch(queue, client, tx).await;
         }
         let shape = self.tx_shape;
-        self.on_connection(async |conn| match shape {
+        self.on_connection(&self.pool, async |conn| match shape {
             TxShape::Statement => transact_statement(conn, client, tx).await,
             TxShape::Client => transact_client_side(conn, client, tx).await,
         })
@@ -177,7 +192,8 @@ impl Database {
     }
 
     pub async fn statement(&self, client: i32) -> Result<Option<Statement>, DbError> {
-        self.on_connection(async |conn| read_statement(conn, client).await)
+        let pool = self.reads.as_ref().unwrap_or(&self.pool);
+        self.on_connection(pool, async |conn| read_statement(conn, client).await)
             .await
     }
 
@@ -188,9 +204,10 @@ impl Database {
     /// after the 503. The connection is reused only if the operation completed.
     async fn on_connection<T>(
         &self,
+        pool: &Pool,
         operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let mut lease = tokio::time::timeout(self.acquire_timeout, self.pool.acquire())
+        let mut lease = tokio::time::timeout(self.acquire_timeout, pool.acquire())
             .await
             .map_err(|_| DbError::Timeout)??;
         let result = tokio::time::timeout(self.timeout, operation(&mut lease))
@@ -209,6 +226,9 @@ impl Database {
         if let DbError::Sqlx(e) = error {
             if connection_lost(e) {
                 self.pool.discard_idle();
+                if let Some(reads) = &self.reads {
+                    reads.discard_idle();
+                }
             }
         }
     }
@@ -241,8 +261,8 @@ impl Database {
     }
 
     /// Makes sure a task will take what is queued: a leader on a free connection slot, or
-    /// one task waiting for the next slot to come free, whoever frees it (a statement read
-    /// holds slots too), to lead from there.
+    /// one task waiting for the next slot to come free, whoever frees it (statement reads
+    /// hold slots too when DB_READ_POOL_SIZE=0), to lead from there.
     fn start_leader(&self, queue: &Arc<Queue>) {
         match self.pool.try_slot() {
             Some(slot) => {
@@ -306,6 +326,9 @@ impl Database {
             eprintln!("api: group commit: {}", queue.report());
         }
         self.pool.close().await;
+        if let Some(reads) = &self.reads {
+            reads.close().await;
+        }
     }
 }
 

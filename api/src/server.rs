@@ -23,9 +23,10 @@ pub async fn run(config: Config) -> Result<(), String> {
     // Database and drain timeouts are longer than this tick, so they never unpark.
     serverkit::timer::spawn_timer_anchor(Duration::from_millis(500));
     eprintln!(
-        "api: listening on {} (pool {}, workers {}, tx {:?})",
+        "api: listening on {} (pool {}, reads {}, workers {}, tx {:?})",
         server.describe(),
         config.pool_size,
+        config.read_pool_size,
         config.workers,
         config.tx_shape
     );

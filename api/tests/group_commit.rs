@@ -310,6 +310,7 @@ async fn a_credit_queued_behind_reads_runs_when_a_connection_frees() {
     use sqlx::Executor;
     let api = TestApi::start(&[
         ("DB_POOL_SIZE", "1"),
+        ("DB_READ_POOL_SIZE", "0"), // reads share the connection
         ("DB_BATCH_MAX", "16"),
         ("DB_TIMEOUT_MS", "5000"),
     ])

@@ -107,6 +107,46 @@ async fn a_database_restart_costs_at_most_one_request() {
     }
 }
 
+/// While every transaction connection waits (here on a row locked from outside; in the
+/// stalls measured, on a slow flush of the disk), statements are still answered: they have a
+/// connection of their own, and a read needs no flush. With DB_READ_POOL_SIZE=0 they share
+/// the transactions' connections and wait too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_are_answered_while_every_transaction_connection_waits() {
+    for (reads, answered) in [("1", true), ("0", false)] {
+        let api = TestApi::start(&[
+            ("DB_POOL_SIZE", "1"),
+            ("DB_READ_POOL_SIZE", reads),
+            ("DB_TIMEOUT_MS", "5000"),
+        ])
+        .await;
+        let lock = api.db.lock_client(1).await;
+        let debit = tokio::spawn({
+            let target = api.target.clone();
+            async move { target.post("/clientes/1/transacoes", DEBIT).await.status }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for client in [1, 2] {
+            let read = tokio::time::timeout(
+                Duration::from_secs(1),
+                api.target.get(&format!("/clientes/{client}/extrato")),
+            )
+            .await;
+            match read {
+                Ok(reply) => {
+                    assert!(answered, "reads={reads}: client {client} answered");
+                    assert_eq!(reply.status, StatusCode::OK);
+                    // The debit is not committed yet.
+                    assert_eq!(reply.json()["saldo"]["total"], 0);
+                }
+                Err(_) => assert!(!answered, "reads={reads}: client {client} waited"),
+            }
+        }
+        lock.release().await;
+        assert_eq!(debit.await.unwrap(), StatusCode::OK, "reads={reads}");
+    }
+}
+
 /// A database that holds a request past DB_TIMEOUT_MS: 503 quickly, and the transaction is
 /// not applied later behind the client's back.
 #[tokio::test]
