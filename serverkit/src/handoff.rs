@@ -194,7 +194,8 @@ unsafe fn take_descriptors(message: &libc::msghdr, out: &mut Vec<OwnedFd>) {
 }
 
 /// Stops taking connections on `link`: the sender's next send fails with EPIPE, while the
-/// messages already queued can still be received (until `receive` answers `Ok(false)`).
+/// messages already queued can still be received (until `receive` answers `Closed`). On a
+/// handoff listener: connect is refused, and links already queued can still be accepted.
 pub fn stop_receiving(link: RawFd) {
     // SAFETY: shutdown on a socket we own.
     unsafe { libc::shutdown(link, libc::SHUT_RD) };
@@ -299,6 +300,31 @@ mod tests {
         assert_eq!(got.len(), 1, "the queued one is still delivered");
         let end = receive(receiver.as_raw_fd(), &mut got).unwrap();
         assert_eq!(end, Received::Closed, "then the end");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_stopped_listener_refuses_new_links_but_hands_out_the_queued_ones() {
+        let dir =
+            std::env::temp_dir().join(format!("serverkit-handoff-lstop-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("h.sock");
+        let listener = listen(&path, 8).unwrap();
+        // Connected and already carrying a connection, but not accepted yet.
+        let early = connect(&path).unwrap();
+        let (a, _peer) = UnixStream::pair().unwrap();
+        send(early.as_raw_fd(), &[a.as_raw_fd()]).unwrap();
+        stop_receiving(listener.as_raw_fd());
+        let err = connect(&path).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ECONNREFUSED), "{err}");
+        let link = accept(&listener);
+        let mut got = Vec::new();
+        assert_ne!(
+            receive(link.as_raw_fd(), &mut got).unwrap(),
+            Received::Closed
+        );
+        assert_eq!(got.len(), 1, "the queued connection is delivered");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -256,6 +256,12 @@ impl<H: Handler> Source<H> {
     }
 
     /// Accepts balancers on a handoff socket; each gets a task that receives its connections.
+    ///
+    /// On drain, new links are refused before the listener goes, and the links that connected
+    /// before that are still taken: a balancer whose link stopped receiving connects again at
+    /// once, and a link it connected may already carry connections. Left in the backlog, they
+    /// would be closed with the listener, unanswered (one in ~20 runs of
+    /// an_api_stopped_under_load_loses_no_connection lost two that way).
     async fn accept_senders<F>(mut self, listener: QuietListener, _file: F) {
         loop {
             let Some(accepted) = self.unless_draining(listener.accept()).await else {
@@ -270,6 +276,12 @@ impl<H: Handler> Source<H> {
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
+        }
+        // A Unix listener shut for reading refuses connect (ECONNREFUSED, so the balancer
+        // moves on to another upstream) and still hands out the connections it queued.
+        handoff::stop_receiving(listener.raw_fd());
+        while let Ok(Some(link)) = listener.try_accept() {
+            tokio::spawn(self.sibling().receive(link));
         }
     }
 
