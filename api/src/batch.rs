@@ -16,9 +16,9 @@
 //! One batch per client at a time: while a batch holding a client's transactions runs, that
 //! client's newer transactions wait here instead of taking another connection, where they
 //! would only sleep on the row lock. The batch's leader takes them next (or, if the batch
-//! failed, starts a leader for them). So a row held long
-//! (its backend lost the CPU) ties up one of this instance's connections, not all of them,
-//! and the other clients' transactions go on. Measured: BENCHMARKS.md, "The tail".
+//! failed, starts a leader for them). So a row held long ties up one of this instance's
+//! connections, not all of them, and the other clients' transactions go on. Measured:
+//! BENCHMARKS.md, "The tail".
 //!
 //! Deadlines keep the unbatched promises: a request still waiting (not yet in a batch) after
 //! `DB_TIMEOUT_MS` withdraws and gets 503, never sent; one inside a batch has that batch's

@@ -225,10 +225,7 @@ impl Database {
     fn note_failure(&self, error: &DbError) {
         if let DbError::Sqlx(e) = error {
             if connection_lost(e) {
-                self.pool.discard_idle();
-                if let Some(reads) = &self.reads {
-                    reads.discard_idle();
-                }
+                self.pools().for_each(Pool::discard_idle);
             }
         }
     }
@@ -325,10 +322,14 @@ impl Database {
         if let Some(queue) = &self.batch {
             eprintln!("api: group commit: {}", queue.report());
         }
-        self.pool.close().await;
-        if let Some(reads) = &self.reads {
-            reads.close().await;
+        for pool in self.pools() {
+            pool.close().await;
         }
+    }
+
+    /// Every pool: the transactions' and, when there is one, the reads'.
+    fn pools(&self) -> impl Iterator<Item = &Pool> {
+        std::iter::once(&self.pool).chain(&self.reads)
     }
 }
 

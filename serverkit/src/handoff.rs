@@ -228,12 +228,18 @@ mod tests {
         panic!("no connection");
     }
 
-    fn pair(label: &str) -> (OwnedFd, OwnedFd, std::path::PathBuf) {
+    /// A fresh directory for one test's socket, and the socket's path in it.
+    fn socket_dir(label: &str) -> (std::path::PathBuf, std::path::PathBuf) {
         let dir =
             std::env::temp_dir().join(format!("serverkit-handoff-{label}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("h.sock");
+        (dir, path)
+    }
+
+    fn pair(label: &str) -> (OwnedFd, OwnedFd, std::path::PathBuf) {
+        let (dir, path) = socket_dir(label);
         let listener = listen(&path, 8).unwrap();
         let sender = connect(&path).unwrap();
         let receiver = accept(&listener);
@@ -305,11 +311,7 @@ mod tests {
 
     #[test]
     fn a_stopped_listener_refuses_new_links_but_hands_out_the_queued_ones() {
-        let dir =
-            std::env::temp_dir().join(format!("serverkit-handoff-lstop-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("h.sock");
+        let (dir, path) = socket_dir("lstop");
         let listener = listen(&path, 8).unwrap();
         // Connected and already carrying a connection, but not accepted yet.
         let early = connect(&path).unwrap();
