@@ -20,6 +20,10 @@
 //! connections, not all of them, and the other clients' transactions go on. Measured:
 //! BENCHMARKS.md, "The tail".
 //!
+//! One item whose data PostgreSQL refuses (an error of class 22 or 23) rolls its whole batch
+//! back; the leader then runs each item of it alone, so that item gets its own answer and
+//! the others commit. Validation refuses such input first; this is the second line.
+//!
 //! Deadlines keep the unbatched promises: a request still waiting (not yet in a batch) after
 //! `DB_TIMEOUT_MS` withdraws and gets 503, never sent; one inside a batch has that batch's
 //! outcome, bounded by the operation deadline, and PostgreSQL's statement_timeout rolls the
@@ -63,9 +67,9 @@ pub struct Batch<'q> {
 
 impl Batch<'_> {
     /// Answers each item with its own result, in order.
-    pub fn answer(mut self, results: Vec<Applied>) {
+    pub fn answer(mut self, results: Vec<Answer>) {
         for (answer, result) in std::mem::take(&mut self.answers).into_iter().zip(results) {
-            let _ = answer.send(Ok(result));
+            let _ = answer.send(result);
         }
     }
 
@@ -258,7 +262,7 @@ mod tests {
         assert_eq!(amounts(&queue.take()), [5], "client 3 goes on");
         assert!(!queue.has_ready());
         assert_eq!(amounts(&queue.take()), [] as [i32; 0]);
-        first.answer(vec![]);
+        first.answer(Vec::new());
         assert!(queue.has_ready());
         assert_eq!(amounts(&queue.take()), [4, 6], "in order of arrival");
         assert!(queue.report().ends_with("2 held for their client's batch"));

@@ -11,7 +11,7 @@ use std::time::Duration;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
-use crate::batch::{Item, Queue};
+use crate::batch::{Answer, Item, Queue};
 use crate::config::{Config, TxShape};
 use crate::pool::{Pool, Slot};
 use crate::validation::NewTransaction;
@@ -27,6 +27,18 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// Whether PostgreSQL refused the data of a statement (class 22, data exception, or 23,
+    /// integrity constraint violation): that input would be refused again, unlike an error
+    /// of the connection or the server, and nothing of the statement was applied.
+    pub fn is_refused_data(&self) -> bool {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            _ => false,
+        }
+    }
+
     /// The same error for each request of a failed batch.
     pub fn shared(&self) -> DbError {
         match self {
@@ -295,7 +307,15 @@ impl Database {
             }
             let run = tokio::time::timeout(self.timeout, run_batch(&mut lease, &batch.items));
             match run.await.unwrap_or(Err(DbError::Timeout)) {
-                Ok(results) => batch.answer(results),
+                Ok(results) => batch.answer(results.into_iter().map(Ok).collect()),
+                // One item's data refused, the batch rolled back: each item alone instead.
+                Err(e) if e.is_refused_data() && batch.items.len() > 1 => {
+                    let (answers, healthy) = self.run_alone(&mut lease, &batch.items).await;
+                    batch.answer(answers);
+                    if !healthy {
+                        break false;
+                    }
+                }
                 Err(e) => {
                     eprintln!("api: {e}");
                     self.note_failure(&e);
@@ -315,6 +335,34 @@ impl Database {
         if queue.has_ready() {
             self.start_leader(&queue);
         }
+    }
+
+    /// Runs each item as a batch of its own, each under the operation deadline, and whether
+    /// the connection is still fit for use. Once one fails for another reason than its data,
+    /// the rest are not sent and get that failure.
+    async fn run_alone(&self, lease: &mut PgConnection, items: &[Item]) -> (Vec<Answer>, bool) {
+        let mut answers = Vec::with_capacity(items.len());
+        let mut broken: Option<DbError> = None;
+        for item in items {
+            if let Some(e) = &broken {
+                answers.push(Err(e.shared()));
+                continue;
+            }
+            let run =
+                tokio::time::timeout(self.timeout, run_batch(lease, std::slice::from_ref(item)));
+            let answer = match run.await.unwrap_or(Err(DbError::Timeout)) {
+                Ok(mut results) => Ok(results.remove(0)),
+                Err(e) if e.is_refused_data() => Err(e),
+                Err(e) => {
+                    eprintln!("api: {e}");
+                    self.note_failure(&e);
+                    broken = Some(e.shared());
+                    Err(e)
+                }
+            };
+            answers.push(answer);
+        }
+        (answers, broken.is_none())
     }
 
     /// Closes every connection; in-flight operations finish first.

@@ -54,6 +54,14 @@ async fn transact(request: Request<RequestBody>, client: i32, db: &Database) -> 
         ),
         Ok(Applied::Refused) => error(StatusCode::UNPROCESSABLE_ENTITY, "limit exceeded"),
         Ok(Applied::UnknownClient) => error(StatusCode::NOT_FOUND, "no such client"),
+        // Input validation missed that PostgreSQL cannot take: the client's, not a 503.
+        Err(e) if e.is_refused_data() => {
+            eprintln!("api: {e}");
+            error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "the database refused this transaction's data",
+            )
+        }
         Err(e) => unavailable(e),
     }
 }

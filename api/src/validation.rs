@@ -3,6 +3,11 @@
 //! The rules are the challenge's (docs/challenge.md, "API rules"): `valor` a positive JSON integer,
 //! `tipo` exactly "c" or "d", `descricao` a string of 1 to 10 characters. Anything else is
 //! refused before the database is touched, so a bad request can never change state.
+//!
+//! "Characters" are Unicode code points, as PostgreSQL's `varchar(10)` counts them in a UTF8
+//! database (ten `ç` are ten characters, twenty bytes). Every code point JSON can carry is
+//! storable there but one: U+0000, which PostgreSQL refuses in text; it is refused here, so
+//! that it can never reach a group-commit batch and fail the others in it.
 
 use std::borrow::Cow;
 
@@ -79,6 +84,11 @@ pub fn parse_transaction(body: &[u8]) -> Result<NewTransaction<'_>, String> {
             "descricao must have 1 to {MAX_DESCRIPTION_CHARS} characters"
         ));
     }
+    if wire.descricao.contains('\0') {
+        return Err(
+            "descricao must not contain U+0000 (NUL), which the database cannot store".into(),
+        );
+    }
     Ok(NewTransaction {
         amount,
         kind,
@@ -117,6 +127,13 @@ mod tests {
                 5,
                 Kind::Credit,
                 "çãéíõüñàèì",
+            ),
+            // Astral plane and other control characters: one character each, all storable.
+            (
+                r#"{"valor": 5, "tipo": "c", "descricao": "\ud83d\ude00\u0001\u007f\uffff"}"#,
+                5,
+                Kind::Credit,
+                "\u{1f600}\u{1}\u{7f}\u{ffff}",
             ),
             (
                 r#"{"valor": 5, "tipo": "c", "descricao": "\u00e7\"x"}"#,
@@ -167,6 +184,10 @@ mod tests {
             br#"{"valor": 1, "tipo": "c", "descricao": null}"#,
             br#"{"valor": 1, "tipo": "c", "descricao": 12}"#,
             br#"{"valor": 1, "tipo": "c", "descricao": ["a"]}"#,
+            br#"{"valor": 1, "tipo": "c", "descricao": "a\u0000b"}"#,
+            br#"{"valor": 1, "tipo": "c", "descricao": "\u0000"}"#,
+            br#"{"valor": 1, "tipo": "c", "descricao": "\ud800"}"#,
+            br#"{"valor": 1, "tipo": "c", "descricao": "\udc00x"}"#,
             br#"{"valor": 1, "tipo": "c"}"#,
             br#"{"valor": 1, "valor": 2, "tipo": "c", "descricao": "dup"}"#,
             br#"[1, "c", "array"]"#,

@@ -14,6 +14,34 @@ use testkit::{Process, Target, TestApi};
 
 const ONE_CONNECTION: [(&str, &str); 2] = [("DB_POOL_SIZE", "1"), ("DB_BATCH_MAX", "16")];
 
+/// Keeps the instance's one connection busy: a credit of `valor` to client 3 waits on its
+/// row, locked here until the lock is dropped. What is sent meanwhile queues for one batch.
+async fn hold_the_connection(
+    api: &TestApi,
+    valor: i64,
+) -> (testkit::RowLock, tokio::task::JoinHandle<testkit::Reply>) {
+    let lock = api.db.lock_client(3).await;
+    let target = api.target.clone();
+    let first = tokio::spawn(async move {
+        target
+            .post("/clientes/3/transacoes", &body(valor, "c", "first"))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (lock, first)
+}
+
+/// Each client's (balance, number of transactions) as the database holds them.
+async fn assert_balances(db: &testkit::TestDb, expected: &[(i32, (i32, i64))]) {
+    for &(client, balance_and_count) in expected {
+        assert_eq!(
+            db.balance_and_count(client).await,
+            balance_and_count,
+            "client {client}"
+        );
+    }
+}
+
 fn body(valor: i64, tipo: &str, descricao: &str) -> String {
     format!(r#"{{"valor": {valor}, "tipo": "{tipo}", "descricao": "{descricao}"}}"#)
 }
@@ -92,16 +120,7 @@ async fn one_batch_mixes_accepted_refused_and_unknown_with_exact_answers() {
     let api = TestApi::start(&ONE_CONNECTION).await;
     let target = api.target.clone();
     // The instance's one connection waits on client 3's row: the next ones queue.
-    let lock = api.db.lock_client(3).await;
-    let first = tokio::spawn({
-        let target = target.clone();
-        async move {
-            target
-                .post("/clientes/3/transacoes", &body(100, "c", "first"))
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (lock, first) = hold_the_connection(&api, 100).await;
     let mixed = [
         (2, 30000, "d"),
         (2, 30000, "d"),
@@ -162,19 +181,17 @@ async fn one_batch_mixes_accepted_refused_and_unknown_with_exact_answers() {
             r#"{"limite":80000,"saldo":-60000}"#
         ]
     );
-    for (client, expected) in [
-        (1, (10, 1)),
-        (2, (-60000, 2)),
-        (3, (95, 2)),
-        (4, (10, 1)),
-        (5, (10, 1)),
-    ] {
-        assert_eq!(
-            api.db.balance_and_count(client).await,
-            expected,
-            "client {client}"
-        );
-    }
+    assert_balances(
+        &api.db,
+        &[
+            (1, (10, 1)),
+            (2, (-60000, 2)),
+            (3, (95, 2)),
+            (4, (10, 1)),
+            (5, (10, 1)),
+        ],
+    )
+    .await;
     let TestApi { process, .. } = api;
     let report = batches_of(process);
     assert_eq!(
@@ -183,6 +200,98 @@ async fn one_batch_mixes_accepted_refused_and_unknown_with_exact_answers() {
         "the first, then the eight together: {report:?}"
     );
     assert_eq!(report.held, 1, "the debit of client 3, behind the first");
+}
+
+/// Validation refuses everything PostgreSQL is known to refuse, so the test makes the
+/// database refuse valid input itself: a CHECK constraint against one description.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_the_database_refuses_is_answered_alone_and_its_batch_commits() {
+    use sqlx::Executor;
+    let api = TestApi::start(&ONE_CONNECTION).await;
+    api.db
+        .connect()
+        .await
+        .execute("ALTER TABLE transacoes ADD CONSTRAINT poison CHECK (descricao <> 'poison')")
+        .await
+        .unwrap();
+    let target = api.target.clone();
+    let (lock, first) = hold_the_connection(&api, 1).await;
+    // Queued behind the held connection: one batch, with one poisoned item in the middle.
+    let queued: Vec<_> = [(1, "ok"), (2, "ok"), (4, "poison"), (5, "ok"), (1, "ok")]
+        .into_iter()
+        .map(|(client, descricao)| {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let reply = target
+                    .post(
+                        &format!("/clientes/{client}/transacoes"),
+                        &body(7, "c", descricao),
+                    )
+                    .await;
+                (client, descricao, reply)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(lock);
+    assert_eq!(first.await.unwrap().status, StatusCode::OK);
+    for reply in queued {
+        let (client, descricao, reply) = reply.await.unwrap();
+        let expected = match descricao {
+            "poison" => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::OK,
+        };
+        assert_eq!(
+            reply.status,
+            expected,
+            "client {client} {descricao}: {}",
+            reply.text()
+        );
+    }
+    assert_balances(
+        &api.db,
+        &[
+            (1, (14, 2)),
+            (2, (7, 1)),
+            (3, (1, 1)),
+            (4, (0, 0)),
+            (5, (7, 1)),
+        ],
+    )
+    .await;
+    let TestApi { process, .. } = api;
+    let report = batches_of(process);
+    assert_eq!(
+        (report.batches, report.largest),
+        (2, 5),
+        "the first, then the five together: {report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_description_with_nul_is_refused_alone_and_changes_nothing() {
+    let api = TestApi::start(&ONE_CONNECTION).await;
+    let replies = join_all((0..16).map(|i| {
+        let target = api.target.clone();
+        let descricao = if i % 4 == 0 { r"a\u0000b" } else { "ok" };
+        async move {
+            let reply = target
+                .post("/clientes/1/transacoes", &body(1, "c", descricao))
+                .await;
+            (descricao, reply)
+        }
+    }))
+    .await;
+    for (descricao, reply) in &replies {
+        let expected = match *descricao {
+            "ok" => StatusCode::OK,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        assert_eq!(reply.status, expected, "{descricao}: {}", reply.text());
+    }
+    let refused = replies.iter().find(|(d, _)| *d != "ok").unwrap();
+    assert!(refused.1.text().contains("U+0000"), "{}", refused.1.text());
+    assert_eq!(api.db.balance_and_count(1).await, (12, 12));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
