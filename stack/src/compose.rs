@@ -1,5 +1,5 @@
 //! The parts of a Compose file this project uses, read with a real YAML parser (anchors and
-//! aliases included).
+//! aliases included), with `extends` resolved as Compose resolves it.
 
 use std::path::Path;
 
@@ -28,6 +28,15 @@ pub struct Service {
     pub depends_on: Vec<(String, Option<String>)>,
     pub healthcheck: Option<Vec<String>>,
     pub restart: Option<String>,
+    pub network_mode: Option<String>,
+    /// `extends`, as written (`${VAR}` not yet resolved); [`Compose::load`] resolves it.
+    pub extends: Option<Extends>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Extends {
+    pub file: Option<String>,
+    pub service: String,
 }
 
 impl Service {
@@ -46,6 +55,39 @@ impl Service {
     pub fn memory_mb(&self) -> Option<u64> {
         self.memory.as_deref()?.strip_suffix("MB")?.parse().ok()
     }
+
+    /// This service written over `base`, as Compose merges an extending service over the one
+    /// it extends: single values replace, environment variables and mounts replace per name
+    /// and target, lists append.
+    fn over(self, base: Service) -> Service {
+        let mut environment = base.environment;
+        for (key, value) in self.environment {
+            environment.retain(|(k, _)| *k != key);
+            environment.push((key, value));
+        }
+        let mut volumes = base.volumes;
+        for mount in self.volumes {
+            volumes.retain(|m| m.target != mount.target);
+            volumes.push(mount);
+        }
+        Service {
+            name: self.name,
+            image: self.image.or(base.image),
+            build_context: self.build_context.or(base.build_context),
+            dockerfile: self.dockerfile.or(base.dockerfile),
+            command: self.command.or(base.command),
+            environment,
+            volumes,
+            ports: [base.ports, self.ports].concat(),
+            cpus: self.cpus.or(base.cpus),
+            memory: self.memory.or(base.memory),
+            depends_on: [base.depends_on, self.depends_on].concat(),
+            healthcheck: self.healthcheck.or(base.healthcheck),
+            restart: self.restart.or(base.restart),
+            network_mode: self.network_mode.or(base.network_mode),
+            extends: base.extends,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,10 +97,22 @@ pub struct Compose {
 }
 
 impl Compose {
-    pub fn load(path: &Path) -> Result<Compose, String> {
+    /// Reads a Compose file and resolves every `extends`, its file and service name
+    /// interpolated first with variables from `lookup`, as Compose does (compose.yaml picks
+    /// its limits from limits.yaml by `LB_MODE` that way).
+    pub fn load(path: &Path, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Compose, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Compose::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let raw = Compose::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let services = raw
+            .services
+            .iter()
+            .map(|service| extend(service.clone(), path, &raw, lookup))
+            .collect::<Result<_, _>>()?;
+        Ok(Compose {
+            services,
+            volumes: raw.volumes.clone(),
+        })
     }
 
     pub fn parse(text: &str) -> Result<Compose, String> {
@@ -83,6 +137,40 @@ impl Compose {
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }
+}
+
+/// `service` written over the service it extends (in `compose`, read from `path`, or in the
+/// file its `extends` names), recursively.
+fn extend(
+    mut service: Service,
+    path: &Path,
+    compose: &Compose,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Service, String> {
+    let Some(extends) = service.extends.take() else {
+        return Ok(service);
+    };
+    let name = interpolate(&extends.service, lookup);
+    let base = match &extends.file {
+        Some(file) => {
+            let file = path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(interpolate(file, lookup));
+            Compose::load(&file, lookup)?
+                .service(&name)
+                .cloned()
+                .ok_or_else(|| format!("{}: no service {name} to extend", file.display()))?
+        }
+        None => {
+            let base = compose
+                .service(&name)
+                .cloned()
+                .ok_or_else(|| format!("{}: no service {name} to extend", path.display()))?;
+            extend(base, path, compose, lookup)?
+        }
+    };
+    Ok(service.over(base))
 }
 
 fn scalar(y: &Yaml) -> Option<String> {
@@ -163,6 +251,19 @@ fn service(name: &str, body: &Yaml) -> Result<Service, String> {
         _ => {}
     }
     s.restart = scalar(&body["restart"]);
+    s.network_mode = scalar(&body["network_mode"]);
+    s.extends = match &body["extends"] {
+        Yaml::String(service) => Some(Extends {
+            file: None,
+            service: service.clone(),
+        }),
+        extends @ Yaml::Hash(_) => Some(Extends {
+            file: scalar(&extends["file"]),
+            service: scalar(&extends["service"])
+                .ok_or_else(|| format!("{name}: extends without a service"))?,
+        }),
+        _ => None,
+    };
     s.healthcheck = body["healthcheck"]["test"]
         .as_vec()
         .map(|t| t.iter().filter_map(scalar).collect());
@@ -171,7 +272,7 @@ fn service(name: &str, body: &Yaml) -> Result<Service, String> {
 
 /// Resolves `${VAR}` and `${VAR:-default}` the way Compose does, reading variables through
 /// `lookup` (an empty value counts as unset for `:-`).
-pub fn interpolate(value: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+pub fn interpolate(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
     let mut out = String::new();
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -200,10 +301,10 @@ mod tests {
     #[test]
     fn interpolation() {
         let env = |name: &str| (name == "SET").then(|| "yes".to_owned());
-        assert_eq!(interpolate("${SET:-no}", env), "yes");
-        assert_eq!(interpolate("${UNSET:-round-robin}", env), "round-robin");
-        assert_eq!(interpolate("a-${SET}-b-${UNSET}-c", env), "a-yes-b--c");
-        assert_eq!(interpolate("plain", env), "plain");
+        assert_eq!(interpolate("${SET:-no}", &env), "yes");
+        assert_eq!(interpolate("${UNSET:-round-robin}", &env), "round-robin");
+        assert_eq!(interpolate("a-${SET}-b-${UNSET}-c", &env), "a-yes-b--c");
+        assert_eq!(interpolate("plain", &env), "plain");
     }
 
     #[test]
@@ -216,5 +317,40 @@ mod tests {
         assert_eq!(b.env("Y"), Some("2"));
         assert_eq!((b.cpus(), b.memory_mb()), (Some(0.5), Some(10)));
         assert_eq!(compose.service("a").unwrap().env("X"), Some("1"));
+    }
+
+    #[test]
+    fn extends_from_another_file_by_an_interpolated_name() {
+        let dir = std::env::temp_dir().join(format!("rinha-compose-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("limits.yaml"),
+            "services:\n  a-one:\n    environment: {X: base, Y: base}\n    deploy: {resources: {limits: {cpus: \"0.1\", memory: 1MB}}}\n  a-two:\n    deploy: {resources: {limits: {cpus: \"0.2\", memory: 2MB}}}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("compose.yaml"),
+            "services:\n  a:\n    image: x\n    environment: {Y: local}\n    extends: {file: limits.yaml, service: \"a-${MODE:-one}\"}\n  b:\n    extends: a\n    network_mode: none\n",
+        )
+        .unwrap();
+        let load = |mode: Option<&str>| {
+            let mode = mode.map(str::to_owned);
+            Compose::load(&dir.join("compose.yaml"), &move |name: &str| {
+                (name == "MODE").then(|| mode.clone()).flatten()
+            })
+        };
+        let default = load(None).unwrap();
+        let a = default.service("a").unwrap();
+        assert_eq!((a.cpus(), a.memory_mb()), (Some(0.1), Some(1)));
+        assert_eq!((a.env("X"), a.env("Y")), (Some("base"), Some("local")));
+        assert_eq!(a.image.as_deref(), Some("x"));
+        let b = default.service("b").unwrap();
+        assert_eq!((b.cpus(), b.env("Y")), (Some(0.1), Some("local")));
+        assert_eq!(b.network_mode.as_deref(), Some("none"));
+        let two = load(Some("two")).unwrap();
+        assert_eq!(two.service("b").unwrap().memory_mb(), Some(2));
+        let missing = load(Some("three")).unwrap_err();
+        assert!(missing.contains("no service a-three"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

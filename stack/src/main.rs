@@ -35,6 +35,10 @@ struct Options {
     /// The balancer's port.
     #[arg(long, default_value_t = 9999)]
     port: u16,
+    /// Print each service's limits as compose.yaml gives them in this environment (LB_MODE
+    /// picks the set in limits.yaml), one `SERVICE CPUS MEGABYTES` line each, and exit.
+    #[arg(long, conflicts_with = "limits")]
+    print_limits: bool,
 }
 
 /// How a service is started, and started again after a crash.
@@ -116,6 +120,9 @@ struct Stack {
 fn main() -> ExitCode {
     let options = <Options as clap::Parser>::parse();
     let repo = repo_root();
+    if options.print_limits {
+        return print_limits(&repo);
+    }
     let dir = std::env::temp_dir().join(format!("rinha-stack-{}", std::process::id()));
     let mut stack = Stack {
         repo,
@@ -131,6 +138,33 @@ fn main() -> ExitCode {
     stack.stop(options.limits);
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("stack: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_compose(repo: &Path) -> Result<Compose, String> {
+    Compose::load(&repo.join("compose.yaml"), &|name| std::env::var(name).ok())
+}
+
+fn print_limits(repo: &Path) -> ExitCode {
+    let limits = load_compose(repo).and_then(|compose| {
+        compose
+            .services
+            .iter()
+            .map(|s| match (s.cpus(), s.memory_mb()) {
+                (Some(cpus), Some(mb)) => Ok(format!("{} {cpus} {mb}", s.name)),
+                _ => Err(format!("{}: no cpus or MB memory limit", s.name)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match limits {
+        Ok(lines) => {
+            println!("{}", lines.join("\n"));
+            ExitCode::SUCCESS
+        }
         Err(message) => {
             eprintln!("stack: {message}");
             ExitCode::FAILURE
@@ -182,7 +216,7 @@ async fn run(stack: &mut Stack, options: &Options) -> Result<(), String> {
 }
 
 async fn start(stack: &mut Stack, options: &Options) -> Result<(), String> {
-    let compose = Compose::load(&stack.repo.join("compose.yaml"))?;
+    let compose = load_compose(&stack.repo)?;
     std::fs::create_dir_all(&stack.dir)
         .map_err(|e| format!("cannot create {}: {e}", stack.dir.display()))?;
     let started = Instant::now();
@@ -307,7 +341,7 @@ fn environment(
                 "DATABASE_URL" => database_url.to_owned(),
                 "LB_LISTEN" => format!("0.0.0.0:{port}"),
                 _ if OWNED.contains(&name.as_str()) => {
-                    let mut value = interpolate(raw, lookup);
+                    let mut value = interpolate(raw, &lookup);
                     for (target, host) in &mounts {
                         value = value.replace(target.as_str(), &host.display().to_string());
                     }
@@ -315,7 +349,7 @@ fn environment(
                 }
                 _ => lookup(name)
                     .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| interpolate(raw, lookup)),
+                    .unwrap_or_else(|| interpolate(raw, &lookup)),
             };
             (name.clone(), value)
         })

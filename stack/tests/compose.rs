@@ -1,13 +1,28 @@
-//! Static checks of what Docker would run, since no Docker engine runs here or in CI:
-//! compose.yaml (budget, wiring, pass-through), the Dockerfiles and .dockerignore.
+//! Static checks of what Docker runs: compose.yaml in every balancer mode (budget, wiring,
+//! pass-through), the Dockerfiles and .dockerignore. `scripts/compose-test` runs the same
+//! file under a real Docker engine.
 
 use std::path::Path;
 
 use stack::compose::{interpolate, Compose, Service};
 use testkit::repo_root;
 
+/// The balancer's modes; `None` is LB_MODE unset.
+const MODES: [Option<&str>; 4] = [None, Some("handoff"), Some("http"), Some("tcp")];
+
+/// compose.yaml as Compose resolves it with LB_MODE set to `mode` (or unset).
+fn compose_in(mode: Option<&str>) -> Compose {
+    let lookup = |name: &str| {
+        (name == "LB_MODE")
+            .then(|| mode.map(str::to_owned))
+            .flatten()
+    };
+    Compose::load(&repo_root().join("compose.yaml"), &lookup)
+        .unwrap_or_else(|e| panic!("compose.yaml with LB_MODE={mode:?}: {e}"))
+}
+
 fn compose() -> Compose {
-    Compose::load(&repo_root().join("compose.yaml")).expect("compose.yaml parses")
+    compose_in(None)
 }
 
 fn apis(compose: &Compose) -> Vec<&Service> {
@@ -23,8 +38,13 @@ fn lb(compose: &Compose) -> &Service {
 }
 
 #[test]
-fn every_service_declares_limits_within_the_budget() {
-    let compose = compose();
+fn in_every_mode_every_service_declares_limits_within_the_budget() {
+    for mode in MODES {
+        limits_within_the_budget(&compose_in(mode), mode);
+    }
+}
+
+fn limits_within_the_budget(compose: &Compose, mode: Option<&str>) {
     let (mut cpus, mut memory) = (0.0, 0);
     for service in &compose.services {
         let c = service
@@ -40,8 +60,27 @@ fn every_service_declares_limits_within_the_budget() {
         cpus += c;
         memory += m;
     }
-    assert!(cpus <= 1.5 + 1e-9, "CPU limits sum to {cpus}, over 1.5");
-    assert!(memory <= 550, "memory limits sum to {memory}MB, over 550MB");
+    assert!(
+        cpus <= 1.5 + 1e-9,
+        "{mode:?}: CPU limits sum to {cpus}, over 1.5"
+    );
+    assert!(
+        memory <= 550,
+        "{mode:?}: memory limits sum to {memory}MB, over 550MB"
+    );
+}
+
+#[test]
+fn the_proxy_modes_give_the_balancer_more_cpu_than_handoff() {
+    let lb_cpus = |mode| lb(&compose_in(mode)).cpus().unwrap();
+    assert_eq!(
+        lb_cpus(None),
+        lb_cpus(Some("handoff")),
+        "handoff is the default"
+    );
+    for mode in [Some("http"), Some("tcp")] {
+        assert!(lb_cpus(mode) >= 3.0 * lb_cpus(None), "{mode:?}");
+    }
 }
 
 #[test]
@@ -71,17 +110,25 @@ fn the_required_services_exist() {
 }
 
 #[test]
-fn the_balancer_publishes_9999_and_passes_strategy_and_mode_through() {
+fn only_the_balancer_has_a_network_and_it_is_the_hosts_port_9999() {
     let compose = compose();
     let lb = lb(&compose);
-    assert!(lb.ports.iter().any(|p| p == "9999:9999"), "{:?}", lb.ports);
+    // No published port: its path (docker-proxy, NAT on a bridge) cost seconds of tail.
+    assert_eq!(lb.network_mode.as_deref(), Some("host"));
+    assert!(lb.ports.is_empty(), "{:?}", lb.ports);
     assert_eq!(lb.env("LB_LISTEN"), Some("0.0.0.0:9999"));
     assert_eq!(lb.env("LB_STRATEGY"), Some("${LB_STRATEGY:-round-robin}"));
     assert_eq!(lb.env("LB_MODE"), Some("${LB_MODE:-handoff}"));
-    for service in &compose.services {
+    for service in compose.services.iter().filter(|s| s.name != "lb") {
+        assert_eq!(
+            service.network_mode.as_deref(),
+            Some("none"),
+            "{}: Unix sockets only",
+            service.name
+        );
         assert!(
-            !service.ports.iter().any(|p| p.contains("5432")),
-            "{}: the database is not exposed",
+            service.ports.is_empty(),
+            "{}: nothing published",
             service.name
         );
     }
@@ -104,14 +151,14 @@ fn in_every_mode_the_balancer_reaches_the_apis_sockets_of_that_mode() {
     let lb = lb(&compose);
     let apis = apis(&compose);
     // With LB_MODE unset: the default mode's sockets.
-    for mode in [None, Some("http"), Some("tcp"), Some("handoff")] {
+    for mode in MODES {
         let env = |name: &str| {
             (name == "LB_MODE")
                 .then(|| mode.map(str::to_owned))
                 .flatten()
         };
-        let resolved_mode = interpolate(lb.env("LB_MODE").unwrap(), env);
-        let upstreams = interpolate(lb.env("LB_UPSTREAMS").expect("LB_UPSTREAMS"), env);
+        let resolved_mode = interpolate(lb.env("LB_MODE").unwrap(), &env);
+        let upstreams = interpolate(lb.env("LB_UPSTREAMS").expect("LB_UPSTREAMS"), &env);
         let upstreams: Vec<&str> = upstreams.split(',').collect();
         assert_eq!(
             upstreams.len(),
@@ -153,7 +200,15 @@ fn the_apis_reach_the_database_socket_and_wait_for_it() {
     let compose = compose();
     let db = compose.service("db").unwrap();
     let health = db.healthcheck.as_ref().expect("db healthcheck");
-    assert!(health.iter().any(|t| t == "pg_isready"), "{health:?}");
+    // Ready from PostgreSQL's own status file, with a TCP address (not the init server's
+    // socket-only one); no connection, so no backend forked per check.
+    let check = health.join(" ");
+    assert!(
+        check.contains("postmaster.pid")
+            && check.contains("ready")
+            && !check.contains("pg_isready"),
+        "{health:?}"
+    );
     for api in apis(&compose) {
         let url = api.env("DATABASE_URL").expect("DATABASE_URL");
         let socket_dir = url
