@@ -1,6 +1,6 @@
 # Shared helpers of the benchmark scripts (sourced, not run).
-# The stack runs natively under the compose.yaml limits (cgroups v1 or v2, via target/release/stack);
-# the load generator runs outside them.
+# The stack runs natively under the compose.yaml limits (cgroups v1 or v2, via target/release/stack),
+# or with STACK=compose as compose.yaml under a Docker engine; the load generator runs outside both.
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -10,15 +10,26 @@ build_release() {
     cargo build --release --quiet -p api -p balancer -p stack -p loadtest
 }
 
+# The stack's services, as compose.yaml names them.
+services="db api1 api2 lb"
+
 # start_stack [stack args...]: starts the stack in the background and waits until it is ready.
 # The environment passes through (DB_POOL_SIZE, DB_TX_SHAPE, LB_STRATEGY, LB_MODE, ...).
+# With STACK=compose the stack is compose.yaml under a Docker engine instead (start_compose).
 start_stack() {
+    if [[ ${STACK:-native} == compose ]]; then
+        start_compose
+        return
+    fi
     stack_log=$(mktemp /tmp/rinha-bench-stack.XXXXXX)
     target/release/stack --limits "$@" >"$stack_log" 2>&1 &
     stack_pid=$!
     # The runner's directory (PostgreSQL's data and socket, the volumes) and its database.
     stack_dir=/tmp/rinha-stack-$stack_pid
     stack_db="postgres://postgres@localhost/rinha?host=$stack_dir/pg"
+    declare -gA cg_group
+    local s
+    for s in $services; do cg_group[$s]=rinha-$stack_pid-$s; done
     for _ in $(seq 1 300); do
         grep -q "stack: ready" "$stack_log" && return 0
         kill -0 "$stack_pid" 2>/dev/null || break
@@ -30,6 +41,10 @@ start_stack() {
 }
 
 stop_stack() {
+    if [[ ${STACK:-native} == compose ]]; then
+        stop_compose
+        return
+    fi
     kill -TERM "$stack_pid" 2>/dev/null
     wait "$stack_pid" 2>/dev/null
     # What the APIs said of their batches at shutdown (group commit), for the results.
@@ -37,9 +52,38 @@ stop_stack() {
     rm -f "$stack_log"
 }
 
+# start_compose: compose.yaml built and started as project $compose_project, waited for as the
+# official script does (GET /clientes/1/extrato on 9999, 40 s at most); each service's
+# cgroup is its container's (cgroupfs driver: docker/ID under each controller).
+# COMPOSE_FILE (Compose's own variable) runs another file, e.g. a variant being measured.
+start_compose() {
+    compose_project=${COMPOSE_PROJECT:-rinha-bench}
+    ci/images/build >&2
+    scripts/compose -p "$compose_project" build -q >&2
+    scripts/compose -p "$compose_project" up -d >&2
+    declare -gA cg_group
+    local s id
+    for s in $services; do
+        id=$(scripts/compose -p "$compose_project" ps -q "$s")
+        cg_group[$s]=docker/$id
+    done
+    for _ in $(seq 1 400); do
+        curl -sf -o /dev/null http://127.0.0.1:9999/clientes/1/extrato && return 0
+        sleep 0.1
+    done
+    scripts/compose -p "$compose_project" logs --tail 30 >&2
+    echo "bench: the compose stack did not answer within 40 s" >&2
+    return 1
+}
+
+stop_compose() {
+    scripts/compose -p "$compose_project" down -v --timeout 10 >/dev/null 2>&1
+    batch_report=""
+}
+
 # cg_file SERVICE FILE: a cgroup file of the running stack's service (v1 layout, or v2).
 cg_file() {
-    local name="rinha-$stack_pid-$1" f
+    local name=${cg_group[$1]} f
     for f in "/sys/fs/cgroup/$name/$2" "/sys/fs/cgroup/cpuacct/$name/$2" "/sys/fs/cgroup/memory/$name/$2"; do
         [[ -f $f ]] && { echo "$f"; return; }
     done
@@ -62,14 +106,11 @@ peak_mb() {
     awk '{printf "%.1f", $1 / 1e6}' "$f"
 }
 
-# The stack's services, as compose.yaml names them.
-services="db api1 api2 lb"
-
 # throttling SERVICE: "PERIODS THROTTLED NS": CFS periods so far, how many of them ran out of
 # quota, and the time the service's tasks spent waiting for the next period. A throttled
 # service stalls every request it holds until then (up to most of the 100 ms period).
 throttling() {
-    local f=/sys/fs/cgroup/cpu/rinha-$stack_pid-$1/cpu.stat # v1: the cpu controller's, not cpuacct's
+    local f=/sys/fs/cgroup/cpu/${cg_group[$1]}/cpu.stat # v1: the cpu controller's, not cpuacct's
     [[ -f $f ]] || f=$(cg_file "$1" cpu.stat)
     awk '/^nr_periods/ {p = $2} /^nr_throttled/ {n = $2} /^throttled_time/ {t = $2}
          /^throttled_usec/ {t = $2 * 1000} END {print p + 0, n + 0, t + 0}' "$f"
@@ -132,7 +173,7 @@ start_nginx_lb() {
     write_nginx_conf "$nginx_dir/nginx.conf" "$nginx_dir" 9999 "$sockets/api1.sock" "$sockets/api2.sock"
     # The lb's groups: v2's one, or v1's per controller (cpu carries the quota).
     for d in /sys/fs/cgroup /sys/fs/cgroup/cpu /sys/fs/cgroup/cpuacct /sys/fs/cgroup/memory; do
-        procs+=" $d/rinha-$stack_pid-lb/cgroup.procs"
+        procs+=" $d/${cg_group[lb]}/cgroup.procs"
     done
     # Join the groups first, then become nginx: its master and worker are born inside them.
     sh -c 'for f in $0; do [ -f "$f" ] && echo $$ > "$f"; done; exec nginx -c "$1"' \
@@ -152,23 +193,23 @@ stop_nginx_lb() {
 }
 
 # use_split "db=0.90 api=0.25 lb=0.10": the next start_stack runs under these CPU limits
-# instead of compose.yaml's (api sets both instances), from a temporary copy of the repo
-# whose compose.yaml differs only there (RINHA_REPO).
+# instead of limits.yaml's, in every mode (api sets both instances), from a temporary copy of
+# the repo whose limits.yaml differs only there (RINHA_REPO).
 use_split() {
     split_repo=$(mktemp -d /tmp/rinha-bench-split.XXXXXX)
     ln -s "$repo/db" "$split_repo/db"
     ln -s "$repo/scripts" "$split_repo/scripts"
-    python3 - "$repo/compose.yaml" "$split_repo/compose.yaml" "$1" <<'PY'
+    cp "$repo/compose.yaml" "$split_repo/"
+    python3 - "$repo/limits.yaml" "$split_repo/limits.yaml" "$1" <<'PY'
 import re, sys
 source, target, split = sys.argv[1], sys.argv[2], dict(s.split("=") for s in sys.argv[3].split())
 service, out = None, []
 for line in open(source):
-    m = re.match(r"^  ([a-z0-9]+):\s*$", line)
+    m = re.match(r"^  ([a-z]+)[0-9]*-[a-z]+:", line)  # db-handoff, api-http, ...
     if m:
         service = m.group(1)
-    key = "api" if service and service.startswith("api") else service
-    if key in split and re.match(r'^\s+cpus: "[0-9.]+"', line):
-        line = re.sub(r'"[0-9.]+"', f'"{split[key]}"', line)
+    if service in split:
+        line = re.sub(r'cpus: "[0-9.]+"', f'cpus: "{split[service]}"', line)
     out.append(line)
 open(target, "w").write("".join(out))
 PY
