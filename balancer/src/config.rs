@@ -25,6 +25,10 @@ pub enum Mode {
 impl Mode {
     pub const ALL: [Mode; 3] = [Mode::Http, Mode::Tcp, Mode::Handoff];
 
+    /// Without LB_MODE: the mode measured cheapest (BENCHMARKS.md, "Our balancer against
+    /// nginx"), and the one compose.yaml and the native runner run.
+    pub const DEFAULT: Mode = Mode::Handoff;
+
     /// The name LB_MODE takes.
     pub fn name(self) -> &'static str {
         match self {
@@ -93,10 +97,12 @@ impl Config {
             )
         })?;
 
-        let mode_text = get("LB_MODE").unwrap_or_else(|| "http".into());
-        let mode = Mode::parse(&mode_text).ok_or_else(|| {
-            format!("LB_MODE={mode_text} is not valid: use http (default), tcp or handoff")
-        })?;
+        let mode = match get("LB_MODE") {
+            None => Mode::DEFAULT,
+            Some(text) => Mode::parse(&text).ok_or_else(|| {
+                format!("LB_MODE={text} is not valid: use handoff (default), http or tcp")
+            })?,
+        };
         if !mode.supports(strategy) {
             return Err(format!(
                 "LB_STRATEGY={strategy_text} needs LB_MODE=http: {} mode never reads the request; \
@@ -173,10 +179,13 @@ mod tests {
 
     #[test]
     fn defaults_and_upstream_forms() {
-        let config = parse(&[(
-            "LB_UPSTREAMS",
-            "/run/a.sock, unix:/run/b.sock,api3:8080,127.0.0.1:9",
-        )])
+        let config = parse(&[
+            (
+                "LB_UPSTREAMS",
+                "/run/a.sock, unix:/run/b.sock,api3:8080,127.0.0.1:9",
+            ),
+            ("LB_MODE", "http"),
+        ])
         .unwrap();
         assert_eq!(config.listen, "0.0.0.0:9999".parse().unwrap());
         assert_eq!(
@@ -191,6 +200,8 @@ mod tests {
         assert_eq!(config.strategy, Strategy::RoundRobin);
         assert_eq!(config.mode, Mode::Http);
         assert_eq!(config.workers, 1);
+        let default = parse(&[("LB_UPSTREAMS", "/run/a.handoff")]).unwrap();
+        assert_eq!(default.mode, Mode::Handoff, "handoff without LB_MODE");
         assert!(config.admin.is_none());
         let handoff = parse(&[
             ("LB_UPSTREAMS", "/run/a.handoff,unix:/run/b.handoff"),
@@ -205,8 +216,12 @@ mod tests {
     #[test]
     fn every_strategy_name_parses() {
         for strategy in Strategy::ALL {
-            let config =
-                parse(&[("LB_UPSTREAMS", "/a"), ("LB_STRATEGY", strategy.name())]).unwrap();
+            let config = parse(&[
+                ("LB_UPSTREAMS", "/a"),
+                ("LB_STRATEGY", strategy.name()),
+                ("LB_MODE", "http"),
+            ])
+            .unwrap();
             assert_eq!(config.strategy, strategy);
         }
     }

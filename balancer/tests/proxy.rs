@@ -9,6 +9,9 @@ use common::{modes, past_backoff, strategy_modes, Stub};
 use hyper::{Method, StatusCode};
 use testkit::{binary, free_port, Balancer, Process, TempDir};
 
+/// The tests below that are about proxying, not about a mode, run the http proxy.
+const HTTP: &[(&str, &str)] = &[("LB_MODE", "http")];
+
 fn upstream_of(reply: &testkit::Reply) -> String {
     reply.headers["x-upstream"].to_str().unwrap().to_owned()
 }
@@ -49,7 +52,7 @@ async fn forwards_requests_and_responses_intact() {
 async fn hop_by_hop_headers_do_not_cross() {
     let dir = TempDir::new("lb-hop");
     let stub = Stub::start(&dir, "a");
-    let lb = Balancer::start(&[&stub.socket], &[]);
+    let lb = Balancer::start(&[&stub.socket], HTTP);
     let request = "GET /x HTTP/1.1\r\nhost: h\r\nconnection: close, x-hop\r\nx-hop: 1\r\nx-end: 2\r\nkeep-alive: 5\r\n\r\n";
     let reply = String::from_utf8(lb.target.raw(request.as_bytes()).await).unwrap();
     let (head, body) = reply.split_once("\r\n\r\n").unwrap();
@@ -75,7 +78,7 @@ async fn hop_by_hop_headers_do_not_cross() {
 async fn pipelined_requests_are_answered_in_order() {
     let dir = TempDir::new("lb-pipe");
     let stub = Stub::start(&dir, "a");
-    let lb = Balancer::start(&[&stub.socket], &[]);
+    let lb = Balancer::start(&[&stub.socket], HTTP);
     let request = "GET /slow/50 HTTP/1.1\r\nhost: h\r\n\r\nGET /first HTTP/1.1\r\nhost: h\r\n\r\nGET /second HTTP/1.1\r\nhost: h\r\nconnection: close\r\n\r\n";
     let reply = String::from_utf8(lb.target.raw(request.as_bytes()).await).unwrap();
     let order: Vec<usize> = ["/slow/50", "/first", "/second"]
@@ -90,7 +93,10 @@ async fn pipelined_requests_are_answered_in_order() {
 async fn malformed_and_oversized_requests_never_reach_an_upstream() {
     let dir = TempDir::new("lb-bad");
     let stub = Stub::start(&dir, "a");
-    let lb = Balancer::start(&[&stub.socket], &[("LB_MAX_BODY", "1000")]);
+    let lb = Balancer::start(
+        &[&stub.socket],
+        &[("LB_MODE", "http"), ("LB_MAX_BODY", "1000")],
+    );
     for raw in [
         "GARBAGE\r\n\r\n",
         "GET / HTTP/1.1\r\nbad header\r\n\r\n",
@@ -266,7 +272,7 @@ async fn failover_when_an_upstream_dies_mid_run() {
 async fn a_post_is_never_delivered_twice_but_a_get_is_retried() {
     let dir = TempDir::new("lb-once");
     let (a, b) = (Stub::start(&dir, "a"), Stub::start(&dir, "b"));
-    let lb = Balancer::start(&[&a.socket, &b.socket], &[]);
+    let lb = Balancer::start(&[&a.socket, &b.socket], HTTP);
     // Round robin sends the first request to a, which breaks the exchange after the request
     // was delivered: the POST may have been applied, so it is not replayed.
     let reply = lb.target.post("/hangup-on/a", "pay 10").await;
@@ -317,7 +323,10 @@ async fn no_upstream_up_gives_503_at_once() {
 async fn slow_upstream_gives_504_and_is_avoided_for_a_while() {
     let dir = TempDir::new("lb-slow");
     let (a, b) = (Stub::start(&dir, "a"), Stub::start(&dir, "b"));
-    let lb = Balancer::start(&[&a.socket, &b.socket], &[("LB_TIMEOUT_MS", "300")]);
+    let lb = Balancer::start(
+        &[&a.socket, &b.socket],
+        &[("LB_MODE", "http"), ("LB_TIMEOUT_MS", "300")],
+    );
     let started = Instant::now();
     // Round robin starts at a, which answers too late.
     assert_eq!(
@@ -359,7 +368,10 @@ async fn admin_stats_report_each_upstream() {
     let stub = Stub::start(&dir, "a");
     let missing = dir.join("missing.sock");
     let admin = format!("127.0.0.1:{}", free_port());
-    let lb = Balancer::start(&[&stub.socket, &missing], &[("LB_ADMIN", &admin)]);
+    let lb = Balancer::start(
+        &[&stub.socket, &missing],
+        &[("LB_MODE", "http"), ("LB_ADMIN", &admin)],
+    );
     for _ in 0..4 {
         assert_eq!(lb.target.get("/x").await.status, StatusCode::OK);
     }

@@ -106,6 +106,6 @@ async fn stack() -> Stack {
     let (Target::Unix(first), Target::Unix(other)) = (&api.target, &target) else {
         unreachable!()
     };
-    let lb = Balancer::start(&[first, other], &[]);
+    let lb = Balancer::start(&[first, other], &[("LB_MODE", "http")]);
     (api, second, lb)
 }
