@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serverkit::backoff::Backoff;
 use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Row};
 
@@ -153,8 +154,8 @@ impl Database {
             format!("{}ms", config.db_timeout.as_millis()),
         )]);
         let deadline = tokio::time::Instant::now() + config.db_wait;
-        let mut backoff = Duration::from_millis(50);
-        loop {
+        let retry = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        for wait in retry.waits() {
             let pools = async {
                 let pool = Pool::connect(connect.clone(), config.pool_size).await?;
                 let reads = match config.read_pool_size {
@@ -177,18 +178,16 @@ impl Database {
                             .then(|| Arc::new(Queue::new(config.batch_max))),
                     })
                 }
-                Err(e) if tokio::time::Instant::now() + backoff > deadline => {
+                Err(e) if tokio::time::Instant::now() + wait > deadline => {
                     return Err(format!(
                         "database not reachable after {}s: {e} (check DATABASE_URL, or raise DB_WAIT_SECS)",
                         config.db_wait.as_secs()
                     ))
                 }
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+                Err(_) => tokio::time::sleep(wait).await,
             }
         }
+        unreachable!("the waits never end")
     }
 
     pub async fn transact(&self, client: i32, tx: &NewTransaction<'_>) -> Result<Applied, DbError> {

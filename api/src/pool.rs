@@ -14,13 +14,13 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serverkit::backoff::Backoff;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Waits between connects while the database is down (bounded by the callers' deadlines).
-const CONNECT_RETRY_FIRST: Duration = Duration::from_millis(50);
-const CONNECT_RETRY_MAX: Duration = Duration::from_millis(250);
+const CONNECT_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(250));
 
 #[derive(Clone)]
 pub struct Pool {
@@ -96,16 +96,13 @@ impl Pool {
     }
 
     async fn connect_until_up(&self) -> PgConnection {
-        let mut backoff = CONNECT_RETRY_FIRST;
-        loop {
+        for wait in CONNECT_RETRY.waits() {
             match PgConnection::connect_with(&self.shared.options).await {
                 Ok(connection) => return connection,
-                Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(CONNECT_RETRY_MAX);
-                }
+                Err(_) => tokio::time::sleep(wait).await,
             }
         }
+        unreachable!("the waits never end")
     }
 
     /// Closes the idle connections: after one connection was lost (the server restarted, say),

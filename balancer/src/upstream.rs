@@ -5,14 +5,14 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use serverkit::backoff::Backoff;
 use serverkit::load::{count_path, CountView};
 
 use crate::address::UpstreamAddr;
 use crate::pool::Pool;
 
-/// Backoff after a failed connect: doubles per consecutive failure, from the first to the last.
-pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-pub const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+/// How long a failed upstream is skipped: doubles per consecutive failure, up to a second.
+pub const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
 
 pub struct Upstream {
     pub addr: UpstreamAddr,
@@ -96,8 +96,11 @@ impl Upstream {
     /// back within a second.
     pub fn mark_failed(&self) {
         self.failures.fetch_add(1, Relaxed);
-        let streak = self.consecutive_failures.fetch_add(1, Relaxed).min(16);
-        let backoff = (BACKOFF_FIRST * 2u32.pow(streak)).min(BACKOFF_MAX);
+        let streak = self
+            .consecutive_failures
+            .fetch_add(1, Relaxed)
+            .saturating_add(1);
+        let backoff = BACKOFF.after(streak);
         self.down_until
             .store(clock() + backoff.as_millis() as u64, Relaxed);
         // Connections to a failing upstream are suspect; open fresh ones when it is back.

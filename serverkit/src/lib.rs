@@ -1,5 +1,6 @@
 //! What the api and the balancer share as long-running servers.
 
+pub mod backoff;
 pub mod config;
 pub mod deadline;
 pub mod handoff;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use balancer::config::Mode;
 use balancer::selection::Strategy;
-use balancer::upstream::BACKOFF_MAX;
+use balancer::upstream::BACKOFF;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
@@ -240,7 +240,7 @@ pub fn strategy_modes() -> Vec<(&'static str, &'static str)> {
 
 /// Long enough for any upstream's failure backoff to have ended.
 pub fn past_backoff() -> Duration {
-    BACKOFF_MAX + Duration::from_millis(100)
+    BACKOFF.max + Duration::from_millis(100)
 }
 
 /// The balancer's worker processes, as its supervisor's children.
