@@ -415,24 +415,28 @@ async fn wait_ready(stack: &mut Stack, port: u16) -> Result<(), String> {
     }
 }
 
-/// The status of `GET /clientes/1/extrato` on the balancer, like the official script's curl.
+/// The status of `GET /clientes/1/extrato` on the balancer, like the official script's curl
+/// (a new connection each time, two seconds at most).
 async fn extrato_status(port: u16) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    let probe = async {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .ok()?;
+        tokio::spawn(connection);
+        let request = hyper::Request::get("/clientes/1/extrato")
+            .header(hyper::header::HOST, "localhost")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .ok()?;
+        Some(sender.send_request(request).await.ok()?.status().as_u16())
+    };
+    tokio::time::timeout(Duration::from_secs(2), probe)
         .await
-        .ok()?;
-    stream
-        .write_all(
-            b"GET /clientes/1/extrato HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n",
-        )
-        .await
-        .ok()?;
-    let mut head = [0u8; 12];
-    tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut head))
-        .await
-        .ok()?
-        .ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+        .ok()
+        .flatten()
 }
 
 impl Stack {
