@@ -25,7 +25,7 @@ CREATE TABLE clientes (
 -- id is the insertion order: statements sort by it, never by realizada_em, because
 -- several transactions can share one timestamp.
 -- cliente_id has no foreign key on purpose: a row is inserted only by the statement (or the
--- batch function below) that has just locked and updated that client's row (api/src/db.rs),
+-- batch function below) that has just locked and updated that client's row (api/src/db/sql.rs),
 -- and clients are never deleted.
 -- The foreign key's trigger would lock the client row a second time per insert; without it
 -- and with one statement instead of a PL/pgSQL function, PostgreSQL spends about 12% less CPU
@@ -47,7 +47,7 @@ INSERT INTO clientes (id, nome, limite) VALUES
     (4, 'padaria joia de cocaia', 100000 * 100),
     (5, 'kid mais', 5000 * 100);
 
--- Group commit (api/src/batch.rs): the credits and debits an API instance received while its
+-- Group commit (api/src/db/group_commit/): the credits and debits an API instance received while its
 -- previous database call ran, applied in one transaction, so they share one commit (one WAL
 -- flush) and one wake-up of this backend. The rows involved are locked first, in id order,
 -- so two instances' batches never deadlock; then each transaction, in the order given (the

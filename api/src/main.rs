@@ -1,7 +1,6 @@
 //! The Rinha de Backend 2024/Q1 API: credits, debits and statements for five clients, with
 //! every balance rule enforced inside PostgreSQL.
 
-mod batch;
 mod config;
 mod db;
 mod handlers;

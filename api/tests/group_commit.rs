@@ -1,4 +1,4 @@
-//! Group commit (api/src/batch.rs) against a real PostgreSQL, with both instances running:
+//! Group commit (api/src/db/group_commit/) against a real PostgreSQL, with both instances running:
 //! exact balances and answers when many transactions share one commit, refusals and unknown
 //! clients inside a batch, the order of arrival, and crashes of the database.
 //!

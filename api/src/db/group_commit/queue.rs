@@ -1,33 +1,5 @@
-//! Group commit: the credits and debits that arrive while every connection is busy wait
-//! here, and the next connection to come free takes all of them (up to `DB_BATCH_MAX`) into
-//! one database transaction (`transact_batch` in db/init.sql): one commit, one WAL flush and
-//! one wake-up of PostgreSQL for the lot. Measured: BENCHMARKS.md, "Group commit".
-//!
-//! A batch is whatever is waiting when a connection becomes free; nothing ever waits for a
-//! batch to fill, so at light load every batch holds one transaction and runs as soon as it
-//! arrives, with the single statement of the unbatched path.
-//!
-//! Who runs batches: a request that finds a free connection slot starts a leader task; the
-//! leader takes batches until none can be taken, then gives the connection back and looks
-//! at the queue once more. A request that finds no free slot makes sure one task is waiting
-//! for the next slot to come free, whoever frees it (with DB_READ_POOL_SIZE=0 statement reads
-//! hold slots too), to lead from there. So an enqueued request is never left without a leader.
-//!
-//! One batch per client at a time: while a batch holding a client's transactions runs, that
-//! client's newer transactions wait here instead of taking another connection, where they
-//! would only sleep on the row lock. The batch's leader takes them next (or, if the batch
-//! failed, starts a leader for them). So a row held long ties up one of this instance's
-//! connections, not all of them, and the other clients' transactions go on. Measured:
-//! BENCHMARKS.md, "The tail".
-//!
-//! One item whose data PostgreSQL refuses (an error of class 22 or 23) rolls its whole batch
-//! back; the leader then runs each item of it alone, so that item gets its own answer and
-//! the others commit. Validation refuses such input first; this is the second line.
-//!
-//! Deadlines keep the unbatched promises: a request still waiting (not yet in a batch) after
-//! `DB_TIMEOUT_MS` withdraws and gets 503, never sent; one inside a batch has that batch's
-//! outcome, bounded by the operation deadline, and PostgreSQL's statement_timeout rolls the
-//! whole batch back before the API gives up, so a 503 never hides an applied transaction.
+//! The group-commit queue: who waits, and what the next batch takes (the oldest waiting
+//! transactions of clients with no batch running). Running it is the parent module's job.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -35,20 +7,11 @@ use std::sync::Mutex;
 
 use tokio::sync::oneshot;
 
-use crate::db::{Applied, DbError};
+use crate::db::outcome::{Answer, DbError};
+use crate::db::sql::Transaction;
 
-/// One credit or debit as the database applies it.
-pub struct Item {
-    pub client: i32,
-    /// Signed: positive for a credit, negative for a debit.
-    pub delta: i64,
-    pub amount: i32,
-    pub kind: &'static str,
-    pub description: String,
-}
-
-/// A request's answer, when its batch is done.
-pub type Answer = Result<Applied, DbError>;
+/// A transaction in the queue, owning its description.
+type Item = Transaction<'static>;
 
 struct Waiting {
     id: u64,
@@ -233,7 +196,7 @@ mod tests {
     use super::*;
 
     fn item(client: i32, amount: i32) -> Item {
-        Item {
+        Transaction {
             client,
             delta: amount.into(),
             amount,

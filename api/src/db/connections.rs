@@ -1,0 +1,153 @@
+//! The API's connections to PostgreSQL and the deadlines around every use of them.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serverkit::backoff::Backoff;
+use sqlx::postgres::PgConnection;
+
+use super::outcome::DbError;
+use crate::config::Config;
+use crate::pool::{Lease, Pool, Slot};
+
+#[derive(Clone)]
+pub struct Connections {
+    /// Credits and debits (and statement reads when `reads` is None).
+    writes: Pool,
+    /// Statement reads only. A commit can wait a long time for the disk (a virtual disk's
+    /// flush measured 310 ms, bench/JOURNAL.md "The tail"), and then every transaction
+    /// connection waits with it; a read needs no flush, and on a connection of its own it is
+    /// answered meanwhile.
+    reads: Option<Pool>,
+    /// Bound for waiting for a free connection.
+    acquire_timeout: Duration,
+    /// Local backstop for one operation once sent; longer than the server's statement_timeout.
+    operation_timeout: Duration,
+}
+
+/// Which connections an operation runs on.
+#[derive(Clone, Copy)]
+pub enum Use {
+    Write,
+    Read,
+}
+
+impl Connections {
+    /// Connects, retrying with backoff for up to `config.db_wait`: in compose the database
+    /// may still be starting when the API does.
+    pub async fn connect(config: &Config) -> Result<Connections, String> {
+        // The server cancels (and so rolls back) a statement that outlives DB_TIMEOUT_MS, so a
+        // request answered 503 for slowness is never applied behind the client's back.
+        let options = config.database.clone().options([(
+            "statement_timeout",
+            format!("{}ms", config.db_timeout.as_millis()),
+        )]);
+        let deadline = tokio::time::Instant::now() + config.db_wait;
+        let retry = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        for wait in retry.waits() {
+            let pools = async {
+                let writes = Pool::connect(options.clone(), config.pool_size).await?;
+                let reads = match config.read_pool_size {
+                    0 => None,
+                    size => Some(Pool::connect(options.clone(), size).await?),
+                };
+                Ok::<_, sqlx::Error>((writes, reads))
+            };
+            match pools.await {
+                Ok((writes, reads)) => {
+                    return Ok(Connections {
+                        writes,
+                        reads,
+                        acquire_timeout: config.db_timeout,
+                        // The margin lets the server-side timeout fire first; this one is for a
+                        // database that stopped answering at all.
+                        operation_timeout: config.db_timeout + Duration::from_millis(250),
+                    })
+                }
+                Err(e) if tokio::time::Instant::now() + wait > deadline => {
+                    return Err(format!(
+                        "database not reachable after {}s: {e} (check DATABASE_URL, or raise DB_WAIT_SECS)",
+                        config.db_wait.as_secs()
+                    ))
+                }
+                Err(_) => tokio::time::sleep(wait).await,
+            }
+        }
+        unreachable!("the waits never end")
+    }
+
+    /// Runs one operation on a pooled connection, under two deadlines so a stalled database
+    /// turns into a quick 503 rather than a hung request: one for getting a connection, one for
+    /// the operation. The second starts when the operation does and outlasts the server's
+    /// statement_timeout, so a statement cut short is rolled back by the server, never applied
+    /// after the 503. The connection is reused only if the operation completed.
+    pub async fn run<T>(
+        &self,
+        on: Use,
+        operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let pool = match on {
+            Use::Read => self.reads.as_ref().unwrap_or(&self.writes),
+            Use::Write => &self.writes,
+        };
+        let mut lease = self.bounded_wait(pool.acquire()).await??;
+        let result = self.bounded(operation(&mut lease)).await;
+        match &result {
+            Ok(_) => lease.release(),
+            Err(e) => self.note_failure(e),
+        }
+        result
+    }
+
+    /// `operation` under the operation deadline.
+    pub async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        tokio::time::timeout(self.operation_timeout, operation)
+            .await
+            .unwrap_or(Err(DbError::Timeout))
+    }
+
+    /// `wait` (for a connection, a slot, an answer) under the acquire deadline.
+    pub async fn bounded_wait<T>(&self, wait: impl Future<Output = T>) -> Result<T, DbError> {
+        tokio::time::timeout(self.acquire_timeout, wait)
+            .await
+            .map_err(|_| DbError::Timeout)
+    }
+
+    /// A free write slot now, if there is one (group commit starts a batch only then).
+    pub fn try_write_slot(&self) -> Option<Slot> {
+        self.writes.try_slot()
+    }
+
+    /// The next write slot to come free, whoever frees it, within the acquire deadline.
+    pub async fn next_write_slot(&self) -> Result<Slot, DbError> {
+        Ok(self.bounded_wait(self.writes.slot()).await??)
+    }
+
+    /// The connection for a write slot, within the acquire deadline: past it the database is
+    /// down for good.
+    pub async fn lease(&self, slot: Slot) -> Result<Lease, DbError> {
+        self.bounded_wait(self.writes.lease(slot)).await
+    }
+
+    /// After an operation failed (its connection is closed, not reused): when the server end
+    /// was gone, PostgreSQL restarted, and the idle connections are most likely dead too.
+    pub fn note_failure(&self, error: &DbError) {
+        if error.is_connection_lost() {
+            self.pools().for_each(Pool::discard_idle);
+        }
+    }
+
+    /// Closes every connection; in-flight operations finish first.
+    pub async fn close(&self) {
+        for pool in self.pools() {
+            pool.close().await;
+        }
+    }
+
+    fn pools(&self) -> impl Iterator<Item = &Pool> {
+        std::iter::once(&self.writes).chain(&self.reads)
+    }
+}

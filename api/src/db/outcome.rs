@@ -1,0 +1,93 @@
+//! What the database answered: the types the SQL, group commit and the handlers share.
+
+/// Why a database operation gave no answer. Every variant but refused data means "try again
+/// later" (503).
+#[derive(Debug)]
+pub enum DbError {
+    /// No connection or no answer within `DB_TIMEOUT_MS`.
+    Timeout,
+    Sqlx(sqlx::Error),
+    /// The batch this request was in failed (as a whole: nothing of it was applied).
+    Batch(String),
+}
+
+impl DbError {
+    /// Whether PostgreSQL refused the data of a statement (class 22, data exception, or 23,
+    /// integrity constraint violation): that input would be refused again, unlike an error
+    /// of the connection or the server, and nothing of the statement was applied.
+    pub fn is_refused_data(&self) -> bool {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            _ => false,
+        }
+    }
+
+    /// Whether the server end of the connection is gone (a restart or crash of PostgreSQL, a
+    /// terminated backend) rather than a problem with one statement.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            DbError::Sqlx(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
+            // 08: connection exception; 57P: operator intervention (shutdown, crash, terminated).
+            DbError::Sqlx(sqlx::Error::Database(e)) => e
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        }
+    }
+
+    /// The same error for each request of a failed batch.
+    pub fn shared(&self) -> DbError {
+        match self {
+            DbError::Timeout => DbError::Timeout,
+            other => DbError::Batch(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Timeout => f.write_str("database did not answer in time"),
+            DbError::Sqlx(e) => write!(f, "database error: {e}"),
+            DbError::Batch(e) => write!(f, "batch failed: {e}"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError::Sqlx(e)
+    }
+}
+
+/// What became of a credit or debit.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    Done {
+        balance: i32,
+        limit: i32,
+    },
+    /// A debit past the limit, or a credit past the 32-bit balance range. Nothing changed.
+    Refused,
+    UnknownClient,
+}
+
+/// A credit's or debit's answer from the database.
+pub type Answer = Result<Applied, DbError>;
+
+/// One line of a statement; `at` is microseconds since the Unix epoch.
+pub struct Entry {
+    pub amount: i32,
+    pub kind: String,
+    pub description: String,
+    pub at: i64,
+}
+
+pub struct Statement {
+    pub balance: i32,
+    pub limit: i32,
+    /// At most ten, newest first.
+    pub entries: Vec<Entry>,
+}
