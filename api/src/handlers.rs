@@ -1,11 +1,12 @@
 //! The two endpoints, from a parsed request to a response.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde::Serialize;
 use serverkit::deadline::RequestBody;
+use serverkit::http::{self, BodyError};
 
 use crate::db::{Applied, Database, DbError, Statement};
 use crate::routes::{route, Endpoint};
@@ -118,22 +119,12 @@ fn statement_json(statement: &Statement) -> String {
 
 /// Reads the whole body, refusing (413) anything over `MAX_BODY_BYTES` without buffering it.
 async fn read_body(request: Request<RequestBody>) -> Result<Bytes, Response<Body>> {
-    let too_large = || error(StatusCode::PAYLOAD_TOO_LARGE, "body too large");
-    let declared = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
-    match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(_) => Err(error(StatusCode::BAD_REQUEST, "could not read the body")),
+    match http::read_body(request, MAX_BODY_BYTES).await {
+        Ok((_, body)) => Ok(body),
+        Err(BodyError::TooLarge) => Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
+        Err(BodyError::Unreadable) => {
+            Err(error(StatusCode::BAD_REQUEST, "could not read the body"))
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::os::fd::AsRawFd;
 
-use serverkit::deadline::Watch;
+use serverkit::deadline::{spawn_until_cut, Watch};
 use serverkit::server::Connection;
 use tokio::net::TcpStream;
 
@@ -19,20 +19,7 @@ where
         Ok(client) => {
             let raw = client.as_raw_fd();
             let served = serve(client, watch.clone());
-            tokio::spawn(async move {
-                let mut served = std::pin::pin!(served);
-                tokio::select! {
-                    biased;
-                    _ = served.as_mut() => {}
-                    phase = watch.closed() => {
-                        if phase.answers_408() {
-                            // `served` still owns the descriptor until the task ends.
-                            serverkit::http::request_timeout(raw);
-                        }
-                    }
-                }
-                drop(permit);
-            });
+            spawn_until_cut(raw, watch, permit, served);
         }
         Err(e) => eprintln!("balancer: cannot register a connection: {e}"),
     }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, HOST};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 use hyper::{Method, Request, Response, StatusCode};
 use serverkit::deadline::RequestBody;
+use serverkit::http::{self, BodyError};
 
 use crate::pool::Checkout;
 use crate::state::State;
@@ -56,26 +57,15 @@ struct Prepared {
 /// absolute-form target into origin-form, and keeps what failover needs. A request the
 /// balancer refuses itself (413, 400) comes back as the response.
 async fn prepare(request: Request<RequestBody>, state: &State) -> Result<Prepared, Response<Body>> {
-    let (mut parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > state.config.max_body as u64) {
-        return Err(reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large",
-        ));
-    }
-    let body = match Limited::new(body, state.config.max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let (mut parts, body) = match http::read_body(request, state.config.max_body).await {
+        Ok(read) => read,
+        Err(BodyError::TooLarge) => {
             return Err(reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body too large",
             ))
         }
-        Err(_) => {
+        Err(BodyError::Unreadable) => {
             return Err(reply(
                 StatusCode::BAD_REQUEST,
                 "could not read the request body",

@@ -2,21 +2,23 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::CONTENT_LENGTH;
+use hyper::http::request::Parts;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 
-use crate::deadline::{Phase, RequestBody, Watched};
+use crate::deadline::{spawn_until_cut, Phase, RequestBody, Watched};
 use crate::quiet::QuietStream;
 use crate::server::{Connection, Drain};
 
@@ -24,11 +26,6 @@ use crate::server::{Connection, Drain};
 /// read yet waits for it. A connection handed over or accepted with TCP_DEFER_ACCEPT has its
 /// request in the socket already; hyper only has not seen it yet.
 const FIRST_REQUEST_PATIENCE: Duration = Duration::from_millis(500);
-
-/// The answer to a request whose head or body did not arrive within its deadline.
-const REQUEST_TIMEOUT: &[u8] =
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n\
-content-length: 27\r\nconnection: close\r\n\r\n{\"erro\":\"request too slow\"}";
 
 /// Whether a connection has started its first request.
 #[derive(Default)]
@@ -82,61 +79,55 @@ where
     let http = http1::Builder::new()
         .keep_alive(!late)
         .serve_connection(TokioIo::new(stream), service);
-    tokio::spawn(async move {
+    spawn_until_cut(raw, watch, permit, async move {
         let mut http = std::pin::pin!(http);
-        let served = async {
-            if !late {
+        if !late {
+            tokio::select! {
+                biased;
+                _ = http.as_mut() => return,
+                _ = drain.wait() => {}
+            }
+            if !first.started.load(Relaxed) {
                 tokio::select! {
                     biased;
                     _ = http.as_mut() => return,
-                    _ = drain.wait() => {}
-                }
-                if !first.started.load(Relaxed) {
-                    tokio::select! {
-                        biased;
-                        _ = http.as_mut() => return,
-                        _ = first.notify.notified() => {}
-                        _ = tokio::time::sleep(FIRST_REQUEST_PATIENCE) => {}
-                    }
-                }
-                http.as_mut().graceful_shutdown();
-            }
-            let _ = http.as_mut().await;
-        };
-        tokio::select! {
-            biased;
-            _ = served => {}
-            phase = watch.closed() => {
-                if phase.answers_408() {
-                    // The descriptor is still open: `http` owns it until the end of this task.
-                    request_timeout(raw);
+                    _ = first.notify.notified() => {}
+                    _ = tokio::time::sleep(FIRST_REQUEST_PATIENCE) => {}
                 }
             }
+            http.as_mut().graceful_shutdown();
         }
-        drop(permit);
+        let _ = http.as_mut().await;
     });
 }
 
-/// Tells a client whose request did not arrive in time, best effort (a full buffer or a
-/// vanished peer just lose it: the connection closes either way).
-pub fn request_timeout(fd: RawFd) {
-    // SAFETY: a plain send(2) of a valid buffer on a descriptor this task keeps open.
-    unsafe {
-        libc::send(
-            fd,
-            REQUEST_TIMEOUT.as_ptr().cast(),
-            REQUEST_TIMEOUT.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
+/// Why a request's body was not read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// Over the limit (413).
+    TooLarge,
+    /// The client broke off or sent a malformed body (400).
+    Unreadable,
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_408_content_length_matches() {
-        let text = std::str::from_utf8(super::REQUEST_TIMEOUT).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.contains(&format!("content-length: {}", body.len())));
+/// Reads a request's body whole, never buffering more than `limit` bytes: a declared
+/// Content-Length over the limit is refused before anything is read, a longer body as soon
+/// as it passes the limit.
+pub async fn read_body(
+    request: Request<RequestBody>,
+    limit: usize,
+) -> Result<(Parts, Bytes), BodyError> {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok((parts, collected.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(_) => Err(BodyError::Unreadable),
     }
 }

@@ -1,0 +1,130 @@
+//! One connection's phase and since when, in one atomic word the request path stores to.
+
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// Where a connection is. Stored in the top byte of `Entry::state`, the time it began in
+/// the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Open, nothing read yet.
+    Fresh = 0,
+    /// Between requests (http), or waiting on the client after the upstream answered (tcp).
+    Idle,
+    /// Part of a request's head read.
+    Head,
+    /// Head read, body not complete.
+    Body,
+    /// A request is being handled (or, in tcp mode, the upstream has yet to answer).
+    Busy,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Phase {
+        match value {
+            0 => Phase::Fresh,
+            1 => Phase::Idle,
+            2 => Phase::Head,
+            3 => Phase::Body,
+            _ => Phase::Busy,
+        }
+    }
+
+    /// Whether a client that is cut off in this phase gets a 408: it has started a request.
+    pub fn answers_408(self) -> bool {
+        matches!(self, Phase::Head | Phase::Body)
+    }
+}
+
+const PHASE_SHIFT: u32 = 56;
+const SINCE_MASK: u64 = (1 << PHASE_SHIFT) - 1;
+
+/// Milliseconds since the watchlist started. Reading it is a clock_gettime(2) that the
+/// vDSO answers without entering the kernel.
+pub(super) struct Clock {
+    pub(super) start: Instant,
+}
+
+impl Clock {
+    pub(super) fn read(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+}
+
+pub(super) struct Entry {
+    pub(super) state: AtomicU64,
+    pub(super) clock: Arc<Clock>,
+    /// 0, or 1 + the phase the connection was in when it was told to close.
+    pub(super) cut: AtomicU8,
+    /// Wakes the connection's task when the sweeper or the shedder closes it.
+    pub(super) close: Notify,
+}
+
+impl Entry {
+    pub(super) fn load(&self) -> (Phase, u64) {
+        let state = self.state.load(Relaxed);
+        (
+            Phase::from_u8((state >> PHASE_SHIFT) as u8),
+            state & SINCE_MASK,
+        )
+    }
+
+    pub(super) fn cut_in(&self) -> Option<Phase> {
+        match self.cut.load(Relaxed) {
+            0 => None,
+            n => Some(Phase::from_u8(n - 1)),
+        }
+    }
+
+    /// Tells the connection to close, remembering the phase it was in.
+    pub(super) fn cut(&self, phase: Phase) {
+        self.cut.store(phase as u8 + 1, Relaxed);
+        self.close.notify_one();
+    }
+
+    fn store(&self, phase: Phase, since: u64) {
+        self.state
+            .store(((phase as u64) << PHASE_SHIFT) | since, Relaxed);
+    }
+}
+
+/// One connection's phase, for its server's sweeper. The connection is on the list until
+/// its last clone is dropped.
+#[derive(Clone)]
+pub struct Watch(pub(super) Arc<Entry>);
+
+impl Watch {
+    pub fn phase(&self) -> Phase {
+        self.0.load().0
+    }
+
+    /// Enters `phase` now.
+    pub fn enter(&self, phase: Phase) {
+        self.0.store(phase, self.0.clock.read());
+    }
+
+    /// Bytes arrived from the client: a head begins, if none had. The first request's
+    /// deadline runs from the opening of the connection, a later one's from its first byte.
+    pub fn client_sent(&self) {
+        match self.0.load() {
+            (Phase::Fresh, since) => self.0.store(Phase::Head, since),
+            (Phase::Idle, _) => self.enter(Phase::Head),
+            _ => {}
+        }
+    }
+
+    /// Resolves when the connection must close, with the phase it was cut off in.
+    pub async fn closed(&self) -> Phase {
+        loop {
+            let notified = self.0.close.notified();
+            if let Some(phase) = self.0.cut_in() {
+                return phase;
+            }
+            notified.await;
+        }
+    }
+}
