@@ -11,4 +11,5 @@ pub mod listen;
 pub mod load;
 pub mod quiet;
 pub mod server;
+mod source;
 pub mod timer;
