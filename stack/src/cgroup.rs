@@ -3,6 +3,7 @@
 //! else cgroup v1 (`cpu.cfs_quota_us`, `memory.limit_in_bytes`, with `cpuacct` for usage).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 const ROOT: &str = "/sys/fs/cgroup";
 const PERIOD_US: u64 = 100_000;
@@ -75,6 +76,31 @@ impl Cgroup {
             "no writable cgroup cpu controller under {ROOT} (neither v2 cpu.max nor v1 cpu.cfs_quota_us); \
              run as root on a host with cgroups, or run without --limits"
         ))
+    }
+
+    /// The command, started inside this cgroup: a shell joins the group, then becomes the program,
+    /// so everything it starts (PostgreSQL's backends too) stays inside.
+    pub fn wrap(&self, command: Command) -> Command {
+        let files: Vec<String> = self
+            .procs_files()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let mut wrapped = Command::new("sh");
+        wrapped
+            .arg("-c")
+            .arg("for f in $CGROUP_PROCS; do echo $$ > \"$f\" || exit 1; done; exec \"$@\"")
+            .arg("sh")
+            .arg(command.get_program())
+            .args(command.get_args())
+            .env("CGROUP_PROCS", files.join(" "));
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => wrapped.env(key, value),
+                None => wrapped.env_remove(key),
+            };
+        }
+        wrapped
     }
 
     /// The files a process writes its pid to, to join this group.

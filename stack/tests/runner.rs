@@ -125,11 +125,7 @@ async fn crashed_services_are_started_again() {
     };
     let before = apis();
     assert_eq!(before.len(), 2, "{before:?}");
-    assert!(std::process::Command::new("kill")
-        .args(["-KILL", &before[0]])
-        .status()
-        .unwrap()
-        .success());
+    testkit::send_signal(before[0].parse().unwrap(), "KILL");
     // kill returns before the process is gone; a connection handed to it while it dies is
     // one it held (handoff mode cannot replay it). Once it is dead, none is lost.
     let gone = |pid: &str| {
