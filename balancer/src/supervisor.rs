@@ -11,6 +11,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use tokio::process::Command;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -58,15 +60,14 @@ async fn supervise(listener: OwnedFd) -> ExitCode {
                 eprintln!("balancer: worker exited ({status}); starting a new one");
                 None
             }
-            _ = term.recv() => Some(libc::SIGTERM),
-            _ = interrupt.recv() => Some(libc::SIGINT),
+            _ = term.recv() => Some(Signal::SIGTERM),
+            _ = interrupt.recv() => Some(Signal::SIGINT),
         };
         if let Some(sig) = stop {
             // Stop accepting now: the worker drops its copy as it starts draining.
             drop(listener);
             if let Some(pid) = worker.id() {
-                // SAFETY: kill(2) on our own child's pid.
-                unsafe { libc::kill(pid as libc::pid_t, sig) };
+                let _ = kill(Pid::from_raw(pid as i32), sig);
             }
             let status = worker.wait().await;
             return match status.ok().and_then(|s| s.code()) {

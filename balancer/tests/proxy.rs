@@ -442,11 +442,7 @@ async fn a_crashed_worker_costs_only_its_connections() {
         }));
         let crash = async {
             tokio::time::sleep(Duration::from_millis(400)).await;
-            let status = std::process::Command::new("kill")
-                .args(["-KILL", &first[0].to_string()])
-                .status()
-                .unwrap();
-            assert!(status.success());
+            testkit::send_signal(first[0], "KILL");
         };
         let (outcomes, ()) = tokio::join!(clients, crash);
         let outcomes: Vec<_> = outcomes.into_iter().flatten().collect();

@@ -14,7 +14,7 @@ pub use client::{Reply, Target};
 pub use hyper::{Method, StatusCode};
 pub use official::run_validations;
 pub use postgres::{Cluster, RowLock, TestDb};
-pub use process::{binary, handoff_socket, spawn_api, Process};
+pub use process::{binary, handoff_socket, send_signal, spawn_api, Process};
 pub use stack::{free_port, Balancer, TestApi};
 
 use std::path::PathBuf;

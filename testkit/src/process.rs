@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
 /// Path of a workspace binary, next to the test executable's `deps/` folder. Building the
 /// workspace's tests builds every binary, so it is there under `cargo test --workspace`.
 pub fn binary(name: &str) -> PathBuf {
@@ -80,15 +83,7 @@ impl Process {
 
     /// Sends a signal (e.g. "TERM", "KILL", "STOP", "CONT") without waiting.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status();
-        assert!(
-            status.is_ok_and(|s| s.success()),
-            "kill -{signal} {}",
-            self.pid()
-        );
+        send_signal(self.pid(), signal);
     }
 
     /// Waits for the exit (at most `timeout`), returning the status and everything on stderr.
@@ -169,4 +164,12 @@ pub fn spawn_api(database_url: &str, socket: &Path, extra: &[(&str, &str)]) -> P
     let target = crate::Target::Unix(socket.to_owned());
     process.wait_until(Duration::from_secs(30), || target.is_up());
     process
+}
+
+/// Sends a signal by name ("TERM", "KILL", "STOP", "CONT") to any process, without waiting.
+pub fn send_signal(pid: u32, signal: &str) {
+    let sig: Signal = format!("SIG{signal}").parse().expect("a signal name");
+    if let Err(e) = kill(Pid::from_raw(pid as i32), sig) {
+        panic!("kill -{signal} {pid}: {e}");
+    }
 }
