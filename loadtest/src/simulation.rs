@@ -1,4 +1,5 @@
 //! The runner of the official simulation, phase by phase (docs/challenge.md, "The official test"), plus the balance audit.
+//! One file over 350 lines on purpose: the phases share `Run` and read top to bottom in the official script's order.
 
 use std::io::Write;
 use std::sync::atomic::Ordering::Relaxed;

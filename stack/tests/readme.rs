@@ -132,3 +132,50 @@ fn the_extraction_finds_blocks_and_inline_commands() {
     );
     assert_eq!(strip_env("A=1 B=two scripts/run"), "scripts/run");
 }
+
+/// README's layout table names every module of every crate, so a newcomer's map of the code
+/// cannot fall behind it: each `.rs` file under a crate's `src/` (but `main`, `lib` and
+/// `mod`) appears in backticks in that crate's row.
+#[test]
+fn the_layout_table_names_every_module() {
+    let root = repo_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut missing = Vec::new();
+    for krate in [
+        "api",
+        "balancer",
+        "serverkit",
+        "stack",
+        "loadtest",
+        "testkit",
+    ] {
+        let row = readme
+            .lines()
+            .find(|line| line.starts_with(&format!("| `{krate}/` |")))
+            .unwrap_or_else(|| panic!("README's layout table has no row for {krate}/"));
+        let mut stack = vec![root.join(krate).join("src")];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                    if !row.contains(&format!("`{name}/`")) {
+                        missing.push(format!("{krate}: {name}/"));
+                    }
+                    stack.push(path);
+                    continue;
+                }
+                let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+                let named =
+                    row.contains(&format!("`{stem}`")) || row.contains(&format!("`{stem}.rs`"));
+                if !["main", "lib", "mod"].contains(&stem.as_str()) && !named {
+                    missing.push(format!("{krate}: {}", path.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in README's layout table: {missing:?}"
+    );
+}
