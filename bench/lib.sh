@@ -95,7 +95,7 @@ cpu_ns() {
     f=$(cg_file "$1" cpuacct.usage)
     if [[ -n $f ]]; then cat "$f"; return; fi
     f=$(cg_file "$1" cpu.stat)
-    awk '/^usage_usec/ {print $2 * 1000}' "$f"
+    awk '/^usage_usec/ {printf "%.0f\n", $2 * 1000}' "$f"
 }
 
 # peak_mb SERVICE: the most memory the service has used, in MB.
@@ -113,7 +113,7 @@ throttling() {
     local f=/sys/fs/cgroup/cpu/${cg_group[$1]}/cpu.stat # v1: the cpu controller's, not cpuacct's
     [[ -f $f ]] || f=$(cg_file "$1" cpu.stat)
     awk '/^nr_periods/ {p = $2} /^nr_throttled/ {n = $2} /^throttled_time/ {t = $2}
-         /^throttled_usec/ {t = $2 * 1000} END {print p + 0, n + 0, t + 0}' "$f"
+         /^throttled_usec/ {t = $2 * 1000} END {printf "%d %d %.0f\n", p, n, t}' "$f"
 }
 
 # mark_cpu: remembers every service's CPU time and throttling so far, for service_costs.

@@ -29,7 +29,7 @@ CREATE TABLE clientes (
 -- and clients are never deleted.
 -- The foreign key's trigger would lock the client row a second time per insert; without it
 -- and with one statement instead of a PL/pgSQL function, PostgreSQL spends about 12% less CPU
--- per transaction (bench/pg-shapes, BENCHMARKS.md "Transaction shape").
+-- per transaction (bench/pg-shapes, bench/JOURNAL.md, "Transaction shape").
 CREATE TABLE transacoes (
     id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     cliente_id   int         NOT NULL,

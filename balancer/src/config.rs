@@ -25,7 +25,7 @@ pub enum Mode {
 impl Mode {
     pub const ALL: [Mode; 3] = [Mode::Http, Mode::Tcp, Mode::Handoff];
 
-    /// Without LB_MODE: the mode measured cheapest (BENCHMARKS.md, "Our balancer against
+    /// Without LB_MODE: the mode measured cheapest (BENCHMARKS.md §5, "Our balancer against
     /// nginx"), and the one compose.yaml and the native runner run.
     pub const DEFAULT: Mode = Mode::Handoff;
 

@@ -5,7 +5,7 @@
 //! reads what we wrote, the kernel reports "writable" again and the task is scheduled to find
 //! nothing to do. Under the official test's paced load (a few hundred requests per second,
 //! each on a new connection) every wake-up is a context switch, and these spurious ones cost
-//! a measurable share of the CPU (see BENCHMARKS.md).
+//! a measurable share of the CPU (see bench/JOURNAL.md, 2026-11-28).
 //!
 //! `QuietStream` registers for reads only and writes directly. Our messages are a few hundred
 //! bytes against socket buffers of hundreds of kilobytes, so a write almost never finds the

@@ -1,7 +1,7 @@
 //! Group commit: the credits and debits that arrive while every connection is busy wait in
 //! a queue, and the next connection to come free takes all of them (up to `DB_BATCH_MAX`)
 //! into one database transaction (`transact_batch` in db/init.sql): one commit, one WAL
-//! flush and one wake-up of PostgreSQL for the lot. Measured: BENCHMARKS.md, "Group commit".
+//! flush and one wake-up of PostgreSQL for the lot. Measured: BENCHMARKS.md §7.
 //! The queue (who waits, what a batch takes) is `queue`; this module runs it.
 //!
 //! A batch is whatever is waiting when a connection becomes free; nothing ever waits for a
