@@ -1,19 +1,11 @@
-//! The Rinha de Backend 2024/Q1 API: credits, debits and statements for five clients, with
-//! every balance rule enforced inside PostgreSQL.
-
-mod config;
-mod db;
-mod handlers;
-mod pool;
-mod routes;
-mod server;
-mod timestamp;
-mod validation;
+//! The API's binary: configuration from the environment, then the server (`api::server`).
 
 use std::process::ExitCode;
 
+use api::{config::Config, server};
+
 fn main() -> ExitCode {
-    match config::Config::from_env() {
+    match Config::from_env() {
         Ok(config) => serverkit::lifecycle::run("api", config.workers, server::run(config)),
         Err(message) => serverkit::lifecycle::config_error("api", &message),
     }

@@ -16,6 +16,6 @@
 //! loop, which chooses the upstream, is `balancer::handoff`).
 
 pub(crate) mod receive;
-mod wire;
+pub mod wire;
 
 pub use wire::{connect, listen, send, MAX_BATCH};
