@@ -27,28 +27,25 @@ pub fn repo_root() -> PathBuf {
         .to_owned()
 }
 
-/// A directory removed when dropped.
-pub struct TempDir(PathBuf);
+/// A directory removed when dropped: `rinha-LABEL-XXXXXX` under the temporary directory,
+/// created atomically with a random name by `tempfile`.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     pub fn new(label: &str) -> TempDir {
-        let path = std::env::temp_dir().join(format!("rinha-{label}-{}", unique_suffix()));
-        std::fs::create_dir_all(&path).expect("creating a temporary directory");
-        TempDir(path)
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rinha-{label}-"))
+            .tempdir()
+            .expect("creating a temporary directory");
+        TempDir(dir)
     }
 
     pub fn path(&self) -> &std::path::Path {
-        &self.0
+        self.0.path()
     }
 
     pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join(name)
     }
 }
 
