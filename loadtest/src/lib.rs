@@ -10,5 +10,6 @@ pub mod official;
 pub mod report;
 pub mod schedule;
 pub mod simulation;
+pub mod soak;
 pub mod stats;
 pub mod sweep;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use loadtest::model::{Options, Outcome};
 use loadtest::report::{self, Report};
+use loadtest::schedule::Profile;
 use loadtest::{simulation, sweep};
 
 /// Runs the official Rinha de Backend 2024/Q1 simulation (phases, checks, scoring) against a
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
     let options = Options {
         target: args.target,
         rate: args.rate,
-        scale: args.scale,
+        profile: Profile::Official { scale: args.scale },
         seed: args.seed,
         progress: std::io::stderr().is_terminal(),
         validations: true,

@@ -4,6 +4,8 @@
 
 use serde::Serialize;
 
+use crate::schedule::Profile;
+
 /// The request names of the official report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub enum Name {
@@ -54,7 +56,7 @@ pub struct Sample {
 pub struct Options {
     pub target: String,
     pub rate: f64,
-    pub scale: f64,
+    pub profile: Profile,
     pub seed: u64,
     pub progress: bool,
     /// Phases A–F (they need a fresh stack); without them the audit starts from the

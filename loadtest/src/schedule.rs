@@ -29,8 +29,53 @@ impl Scenario {
 /// Official duration of the ramp and of the constant part, in seconds, at scale 1.
 pub const PHASE_SECONDS: f64 = 120.0;
 
+/// How the load phase's arrivals run over time.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Profile {
+    /// The official ramp then plateau, each `PHASE_SECONDS` × scale long.
+    Official { scale: f64 },
+    /// The plateau alone, the official peak mix held for this many seconds: a soak.
+    Hold { seconds: f64 },
+}
+
+impl Profile {
+    /// Arrival offsets in seconds from the start of the load phase, ascending.
+    pub fn arrivals(self, scenario: Scenario, rate: f64) -> Vec<f64> {
+        match self {
+            Profile::Official { scale } => arrivals(scenario, rate, scale),
+            Profile::Hold { seconds } => {
+                plateau(scenario.peak_rate() * rate, 0.0, seconds).collect()
+            }
+        }
+    }
+
+    /// How long the load phase lasts, in seconds.
+    pub fn load_seconds(self) -> f64 {
+        match self {
+            Profile::Official { scale } => load_seconds(scale),
+            Profile::Hold { seconds } => seconds,
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Profile::Official { scale } => write!(f, "scale x{scale}"),
+            Profile::Hold { seconds } => write!(f, "peak held {seconds} s"),
+        }
+    }
+}
+
+/// `rate` users per second, evenly spaced, from `from` for `seconds`.
+fn plateau(rate: f64, from: f64, seconds: f64) -> impl Iterator<Item = f64> {
+    let users = (rate * seconds).round() as u64;
+    (0..users).map(move |i| from + i as f64 / rate)
+}
+
 /// Arrival offsets in seconds from the start of the load phase, ascending.
-pub fn arrivals(scenario: Scenario, rate: f64, scale: f64) -> Vec<f64> {
+fn arrivals(scenario: Scenario, rate: f64, scale: f64) -> Vec<f64> {
     let duration = PHASE_SECONDS * scale;
     let (r0, r1) = (rate, scenario.peak_rate() * rate);
     let mut times = Vec::new();
@@ -46,15 +91,12 @@ pub fn arrivals(scenario: Scenario, rate: f64, scale: f64) -> Vec<f64> {
         };
         times.push(t);
     }
-    let constant_users = (r1 * duration).round() as u64;
-    for i in 0..constant_users {
-        times.push(duration + i as f64 / r1);
-    }
+    times.extend(plateau(r1, duration, duration));
     times
 }
 
 /// Total load-phase duration in seconds.
-pub fn load_seconds(scale: f64) -> f64 {
+fn load_seconds(scale: f64) -> f64 {
     2.0 * PHASE_SECONDS * scale
 }
 
@@ -99,5 +141,20 @@ mod tests {
         let fast = arrivals(Scenario::Debits, 10.0, 1.0);
         let last_second = fast.iter().filter(|t| **t >= 239.0).count();
         assert_eq!(last_second, 2200);
+    }
+
+    #[test]
+    fn a_hold_is_the_peak_mix_from_the_first_second() {
+        let hold = Profile::Hold { seconds: 60.0 };
+        let debits = hold.arrivals(Scenario::Debits, 2.0);
+        assert_eq!(debits.len(), 440 * 60);
+        assert_eq!(debits.iter().filter(|t| **t < 1.0).count(), 440);
+        assert!(*debits.last().unwrap() < hold.load_seconds());
+        let official = Profile::Official { scale: 1.0 };
+        assert_eq!(
+            official.arrivals(Scenario::Credits, 1.0),
+            arrivals(Scenario::Credits, 1.0, 1.0)
+        );
+        assert_eq!(official.load_seconds(), 240.0);
     }
 }

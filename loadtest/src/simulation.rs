@@ -10,7 +10,7 @@ use crate::checks::{self, Answer};
 use crate::client::Client;
 use crate::model::{ClientAudit, Name, Options, Outcome, Record, Sample};
 use crate::official::{invalid_bodies, payload, LIMITS};
-use crate::schedule::{self, Scenario};
+use crate::schedule::Scenario;
 
 /// What one client's transactions did to its balance, as far as the answers tell.
 #[derive(Clone, Copy, Default)]
@@ -192,7 +192,7 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
         samples,
         max_lag_ms,
         elapsed,
-        load_seconds: schedule::load_seconds(options.scale),
+        load_seconds: options.profile.load_seconds(),
         cpu_ms,
         audit,
     })
@@ -307,7 +307,9 @@ async fn load(run: &Arc<Run>, options: &Options) -> f64 {
     let mut arrivals: Vec<(f64, Scenario)> = Scenario::ALL
         .iter()
         .flat_map(|s| {
-            schedule::arrivals(*s, options.rate, options.scale)
+            options
+                .profile
+                .arrivals(*s, options.rate)
                 .into_iter()
                 .map(move |t| (t, *s))
         })
@@ -315,16 +317,17 @@ async fn load(run: &Arc<Run>, options: &Options) -> f64 {
     arrivals.sort_by(|a, b| a.0.total_cmp(&b.0));
     let start = tokio::time::Instant::now();
     let mut max_lag = Duration::ZERO;
-    let mut tasks = Vec::with_capacity(arrivals.len());
+    let mut tasks = tokio::task::JoinSet::new();
     for (i, (offset, scenario)) in arrivals.into_iter().enumerate() {
         let due = start + Duration::from_secs_f64(offset);
         tokio::time::sleep_until(due).await;
         max_lag = max_lag.max(tokio::time::Instant::now().saturating_duration_since(due));
-        tasks.push(tokio::spawn(load_request(run.clone(), scenario, i as u64)));
+        tasks.spawn(load_request(run.clone(), scenario, i as u64));
+        // A finished task's memory lives until it is joined: a soak of a million requests
+        // would otherwise keep every one of them.
+        while tasks.try_join_next().is_some() {}
     }
-    for task in tasks {
-        let _ = task.await;
-    }
+    while tasks.join_next().await.is_some() {}
     max_lag.as_secs_f64() * 1000.0
 }
 
@@ -363,7 +366,7 @@ async fn load_request(run: Arc<Run>, scenario: Scenario, i: u64) {
 
 /// Samples open connections every 100 ms, and prints a progress line every second.
 async fn sample(run: Arc<Run>, samples: Arc<Mutex<Vec<Sample>>>, options: Options) {
-    let total = schedule::load_seconds(options.scale) + 6.0;
+    let total = options.profile.load_seconds() + 6.0;
     let mut interval = tokio::time::interval(Duration::from_millis(100));
     let mut last = (0usize, Instant::now());
     for n in 0u64.. {

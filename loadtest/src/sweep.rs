@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::model::{Name, Options, Outcome};
 use crate::report::Report;
+use crate::schedule::Profile;
 use crate::simulation;
 
 /// What a rate must do to hold.
@@ -54,7 +55,7 @@ pub struct Step {
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
     pub target: String,
-    pub scale: f64,
+    pub profile: Profile,
     pub criteria: Criteria,
     pub validations: &'static str,
     /// The highest rate held, every rate before it held too; `None` if the first failed.
@@ -85,7 +86,7 @@ pub async fn run(
 ) -> Result<Sweep, String> {
     let mut sweep = Sweep {
         target: options.target.clone(),
-        scale: options.scale,
+        profile: options.profile,
         criteria,
         validations: "first rate only; later rates audit from the balances at their start",
         held_up_to: None,
@@ -164,8 +165,8 @@ fn step(rate: f64, outcome: &Outcome, report: &Report, criteria: Criteria) -> St
 pub fn text(sweep: &Sweep) -> String {
     use std::fmt::Write;
     let mut out = format!(
-        "sweep of {} at scale {} (holds: no KO, audit explained, load p99 <= {} ms)\n",
-        sweep.target, sweep.scale, sweep.criteria.p99_ms
+        "sweep of {} at {} (holds: no KO, audit explained, load p99 <= {} ms)\n",
+        sweep.target, sweep.profile, sweep.criteria.p99_ms
     );
     let _ = writeln!(
         out,
@@ -225,7 +226,7 @@ pub(crate) mod tests {
         };
         Sweep {
             target: "http://127.0.0.1:9999".into(),
-            scale: 0.05,
+            profile: Profile::Official { scale: 0.05 },
             criteria: Criteria { p99_ms: 10.0 },
             validations: "first rate only",
             held_up_to: Some(5.0),

@@ -12,6 +12,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use loadtest::model::{Options, Outcome};
 use loadtest::report::Report;
+use loadtest::schedule::Profile;
 use loadtest::simulation::run;
 use serde_json::{json, Value};
 
@@ -177,7 +178,7 @@ async fn simulate(fault: Fault) -> (Outcome, Report) {
     let options = Options {
         target: format!("http://{addr}"),
         rate: 1.0,
-        scale: 0.02,
+        profile: Profile::Official { scale: 0.02 },
         seed: 7,
         progress: false,
         validations: true,

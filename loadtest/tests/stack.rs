@@ -3,6 +3,7 @@
 
 use loadtest::model::Options;
 use loadtest::report::Report;
+use loadtest::schedule::Profile;
 use loadtest::simulation::run;
 use testkit::{Balancer, Target, TestApi};
 
@@ -13,7 +14,7 @@ async fn a_short_official_run_passes_against_the_real_stack() {
     let options = Options {
         target: format!("http://{}", lb.addr),
         rate: 1.0,
-        scale: 0.05,
+        profile: Profile::Official { scale: 0.05 },
         seed: 3,
         progress: false,
         validations: true,

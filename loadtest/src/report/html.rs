@@ -113,7 +113,7 @@ pub fn html(outcome: &Outcome, report: &Report, options: &Options) -> String {
 <html lang="en"><head><meta charset="utf-8"><title>Rinha 2024/Q1 load test report</title>
 <style>{STYLE}</style></head><body>
 <h1>Rinha de Backend 2024/Q1: load test report</h1>
-<p>Target <code>{target}</code>, rate x{rate}, scale x{scale}, seed {seed}: {n} requests in {elapsed:.1} s.</p>
+<p>Target <code>{target}</code>, rate x{rate}, {profile}, seed {seed}: {n} requests in {elapsed:.1} s.</p>
 <p class="{vc}">{vt}</p>
 <h2>Score (official contract)</h2>
 <table><tr><th>OK under 250 ms</th><td>{pct:.2}%</td></tr><tr><th>SLA fine</th><td>USD {sla:.2}</td></tr>
@@ -134,7 +134,7 @@ pub fn html(outcome: &Outcome, report: &Report, options: &Options) -> String {
 "##,
         target = escape(&options.target),
         rate = options.rate,
-        scale = options.scale,
+        profile = options.profile,
         seed = options.seed,
         n = outcome.records.len(),
         elapsed = outcome.elapsed,

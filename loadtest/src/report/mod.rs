@@ -4,9 +4,11 @@
 
 mod charts;
 mod html;
+mod soak;
 mod sweep;
 
 pub use html::html;
+pub use soak::soak_html;
 pub use sweep::sweep_html;
 
 use std::fmt::Write;
@@ -53,10 +55,10 @@ pub fn text(outcome: &Outcome, report: &Report, options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Rinha de Backend 2024/Q1 simulation against {} (rate x{}, scale x{}): {} requests in {:.1} s",
+        "Rinha de Backend 2024/Q1 simulation against {} (rate x{}, {}): {} requests in {:.1} s",
         options.target,
         options.rate,
-        options.scale,
+        options.profile,
         outcome.records.len(),
         outcome.elapsed
     );
@@ -156,7 +158,7 @@ pub fn json(outcome: &Outcome, report: &Report, options: &Options) -> serde_json
     json!({
         "target": options.target,
         "rate": options.rate,
-        "scale": options.scale,
+        "profile": options.profile,
         "seed": options.seed,
         "elapsed_seconds": outcome.elapsed,
         "passed": report.passed(outcome),
@@ -231,7 +233,7 @@ mod tests {
         Options {
             target: "http://x<y>".into(),
             rate: 1.0,
-            scale: 0.1,
+            profile: crate::schedule::Profile::Official { scale: 0.1 },
             seed: 3,
             progress: false,
             validations: true,

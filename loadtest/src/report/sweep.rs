@@ -87,14 +87,14 @@ pub fn sweep_html(sweep: &Sweep) -> String {
 <html lang="en"><head><meta charset="utf-8"><title>Rinha 2024/Q1 load sweep</title>
 <style>{STYLE}</style></head><body>
 <h1>Rinha de Backend 2024/Q1: load sweep</h1>
-<p>Target <code>{target}</code>, scale x{scale}. A rate holds with no KO, a clean (or explained) balance audit and a load p99 of at most {limit} ms. Validations: {validations}.</p>
+<p>Target <code>{target}</code>, {profile}. A rate holds with no KO, a clean (or explained) balance audit and a load p99 of at most {limit} ms. Validations: {validations}.</p>
 <p class="{hc}">{headline}</p>
 {chart}
 <table><tr><th>rate</th><th>requests</th><th>KO</th><th>{names} p50 / p99 / max ms</th><th>generator µs/req</th><th>verdict</th></tr>{rows}</table>
 </body></html>
 "##,
         target = escape(&sweep.target),
-        scale = sweep.scale,
+        profile = sweep.profile,
         limit = sweep.criteria.p99_ms,
         validations = escape(sweep.validations),
         hc = if sweep.broke_at.is_some() || sweep.held_up_to.is_none() {
