@@ -9,6 +9,7 @@
 SET client_min_messages = warning;
 
 DROP FUNCTION IF EXISTS transact_batch;
+DROP TABLE IF EXISTS operacoes_reservadas;
 DROP TABLE IF EXISTS transacoes;
 DROP TABLE IF EXISTS clientes;
 
@@ -36,9 +37,24 @@ CREATE TABLE transacoes (
     valor        int         NOT NULL CHECK (valor > 0),
     tipo         char(1)     NOT NULL CHECK (tipo IN ('c', 'd')),
     descricao    varchar(10) NOT NULL CHECK (descricao <> ''),
-    realizada_em timestamptz NOT NULL DEFAULT now()
+    realizada_em timestamptz NOT NULL DEFAULT now(),
+    -- Exactly once: the id the API gave this credit or debit before sending it, and the
+    -- balance it left, so that an API whose commit was cut off (PostgreSQL crashed, the
+    -- connection broke) can find out afterwards whether it happened and answer with what it
+    -- did, instead of guessing. The unique index makes a second application impossible.
+    operacao     bigint      NOT NULL,
+    saldo_apos   int         NOT NULL
 );
 CREATE INDEX transacoes_recentes ON transacoes (cliente_id, id DESC);
+CREATE UNIQUE INDEX transacoes_operacao ON transacoes (operacao);
+
+-- Where the APIs take their operation ids from: each instance reserves a block at a time
+-- (api/src/db/operations.rs) with one durable UPDATE, so ids are unique across instances
+-- and restarts without a round trip per transaction.
+CREATE TABLE operacoes_reservadas (
+    proxima bigint NOT NULL
+);
+INSERT INTO operacoes_reservadas VALUES (1);
 
 INSERT INTO clientes (id, nome, limite) VALUES
     (1, 'o barato sai caro', 1000 * 100),
@@ -55,9 +71,14 @@ INSERT INTO clientes (id, nome, limite) VALUES
 -- single statement: within the limit and the 32-bit range, or refused, which does not stop
 -- the others. One row per input, in order: existe (false: no such client), and the new
 -- balance and the limit, or NULLs when refused.
+-- retomada (resumed): the batch is sent again after its first attempt's commit was cut off,
+-- so some operations may be there already; each one found is answered with the balance it
+-- left and not applied again. The rows are locked first, so a first attempt still
+-- committing is waited for and then seen.
 -- (existe, not found: FOUND is PL/pgSQL's own variable.) Any error rolls the whole batch back.
 CREATE FUNCTION transact_batch(
-    ids int[], deltas int8[], valores int[], tipos text[], descricoes text[])
+    ids int[], deltas int8[], valores int[], tipos text[], descricoes text[],
+    operacoes int8[], retomada bool)
 RETURNS TABLE (existe bool, saldo int, limite int)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -68,14 +89,23 @@ BEGIN
     FOR i IN 1 .. cardinality(ids) LOOP
         saldo := NULL;
         limite := NULL;
+        existe := ids[i] = ANY (existing);
+        IF retomada THEN
+            SELECT t.saldo_apos, c.limite INTO saldo, limite
+              FROM transacoes t JOIN clientes c ON c.id = t.cliente_id
+             WHERE t.operacao = operacoes[i];
+            IF saldo IS NOT NULL THEN
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        END IF;
         UPDATE clientes c SET saldo = c.saldo + deltas[i]
          WHERE c.id = ids[i] AND c.saldo::int8 + deltas[i] BETWEEN -c.limite AND 2147483647
         RETURNING c.saldo, c.limite INTO saldo, limite;
         IF saldo IS NOT NULL THEN
-            INSERT INTO transacoes (cliente_id, valor, tipo, descricao)
-            VALUES (ids[i], valores[i], tipos[i]::char, descricoes[i]);
+            INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos)
+            VALUES (ids[i], valores[i], tipos[i]::char, descricoes[i], operacoes[i], saldo);
         END IF;
-        existe := ids[i] = ANY (existing);
         RETURN NEXT;
     END LOOP;
 END $$;

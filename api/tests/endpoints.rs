@@ -200,9 +200,9 @@ async fn equal_timestamps_keep_insertion_order() {
     // One transaction: now() is the same instant for all three rows.
     sqlx::raw_sql(
         "BEGIN;
-         INSERT INTO transacoes (cliente_id, valor, tipo, descricao) VALUES (3, 1, 'c', 'primeiro');
-         INSERT INTO transacoes (cliente_id, valor, tipo, descricao) VALUES (3, 2, 'c', 'segundo');
-         INSERT INTO transacoes (cliente_id, valor, tipo, descricao) VALUES (3, 3, 'd', 'terceiro');
+         INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos) VALUES (3, 1, 'c', 'primeiro', -1, 1);
+         INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos) VALUES (3, 2, 'c', 'segundo', -2, 3);
+         INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos) VALUES (3, 3, 'd', 'terceiro', -3, 0);
          COMMIT;",
     )
     .execute(&mut conn)

@@ -329,8 +329,11 @@ async fn send(target: Target, descricao: String) -> StatusCode {
         .status
 }
 
+/// PostgreSQL crashes while batches run on a small pool: the batches cut off are resumed
+/// once it is back (api/src/db/resume.rs), so every request is answered 200 and each
+/// client's balance is exactly its acknowledged credits, with one row each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_database_crash_during_batches_loses_nothing_acknowledged() {
+async fn a_database_crash_during_batches_answers_every_request_and_loses_nothing() {
     use sqlx::{Connection, Row};
     let cluster = testkit::Cluster::start();
     let dir = testkit::TempDir::new("gc-crash");
@@ -338,7 +341,7 @@ async fn a_database_crash_during_batches_loses_nothing_acknowledged() {
     let env = [
         ("DB_POOL_SIZE", "2"),
         ("DB_BATCH_MAX", "16"),
-        ("DB_TIMEOUT_MS", "1000"),
+        ("DB_TIMEOUT_MS", "5000"),
     ];
     let _api = testkit::spawn_api(cluster.url(), &socket, &env);
     let target = Target::Unix(socket);
@@ -370,43 +373,28 @@ async fn a_database_crash_during_batches_loses_nothing_acknowledged() {
     };
     let (results, ()) = tokio::join!(load, crash);
     let mut acknowledged = [0i64; 6];
-    let mut unknown = [0i64; 6];
-    let mut failed = 0;
     for result in results {
         let (client, statuses) = result.unwrap();
         for status in statuses {
-            match status {
-                Ok(StatusCode::OK) => acknowledged[client] += 1,
-                Ok(StatusCode::SERVICE_UNAVAILABLE) | Err(_) => {
-                    unknown[client] += 1;
-                    failed += 1;
-                }
-                Ok(other) => panic!("unexpected {other}"),
-            }
+            assert_eq!(status, Ok(StatusCode::OK), "client {client}");
+            acknowledged[client] += 1;
         }
     }
-    assert!(
-        failed > 0,
-        "the crash hit some requests (else this test proves nothing)"
-    );
-    assert!(acknowledged.iter().sum::<i64>() > 0);
     let mut conn = sqlx::PgConnection::connect(cluster.url()).await.unwrap();
     for client in 1..=5 {
         let row = sqlx::query(
-            "SELECT c.saldo::int8, (SELECT coalesce(sum(valor), 0)::int8 FROM transacoes WHERE cliente_id = c.id) \
+            "SELECT c.saldo::int8, (SELECT count(*) FROM transacoes WHERE cliente_id = c.id) \
              FROM clientes c WHERE c.id = $1",
         )
         .bind(client as i32)
         .fetch_one(&mut conn)
         .await
         .unwrap();
-        let (saldo, ledger): (i64, i64) = (row.get(0), row.get(1));
-        assert_eq!(saldo, ledger, "client {client}: balance equals its rows");
-        assert!(
-            saldo >= acknowledged[client] && saldo <= acknowledged[client] + unknown[client],
-            "client {client}: {saldo} outside [{}, {}]",
-            acknowledged[client],
-            acknowledged[client] + unknown[client]
+        let (saldo, rows): (i64, i64) = (row.get(0), row.get(1));
+        assert_eq!(
+            (saldo, rows),
+            (acknowledged[client], acknowledged[client]),
+            "client {client}"
         );
     }
 }

@@ -86,11 +86,24 @@ impl Connections {
         on: Use,
         operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        self.run_before(deadline, on, operation).await
+    }
+
+    /// `run`, with the wait for a connection bounded by `deadline` instead.
+    pub async fn run_before<T>(
+        &self,
+        deadline: tokio::time::Instant,
+        on: Use,
+        operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
         let pool = match on {
             Use::Read => self.reads.as_ref().unwrap_or(&self.writes),
             Use::Write => &self.writes,
         };
-        let mut lease = self.bounded_wait(pool.acquire()).await??;
+        let mut lease = tokio::time::timeout_at(deadline, pool.acquire())
+            .await
+            .map_err(|_| DbError::Timeout)??;
         let result = self.bounded(operation(&mut lease)).await;
         match &result {
             Ok(_) => lease.release(),
@@ -114,6 +127,11 @@ impl Connections {
         tokio::time::timeout(self.acquire_timeout, wait)
             .await
             .map_err(|_| DbError::Timeout)
+    }
+
+    /// How long a request may wait for a connection (DB_TIMEOUT_MS).
+    pub fn acquire_timeout(&self) -> Duration {
+        self.acquire_timeout
     }
 
     /// A free write slot now, if there is one (group commit starts a batch only then).

@@ -6,25 +6,34 @@
 //! instances behind the balancer always agree.
 //!
 //! `sql` runs statements on a connection; `connections` holds the pools and the deadlines;
-//! `group_commit` batches credits and debits; `outcome` has the types they all answer with.
-//! Imports run only downwards: this module → group_commit → connections, sql → outcome.
+//! `group_commit` batches credits and debits; `operations` gives each one its id before it
+//! is sent, and `resume` uses the ids to resolve those whose commit was cut off; `outcome`
+//! has the types they all answer with. Imports run only downwards: this module →
+//! group_commit → resume → connections, sql → outcome; operations → connections.
 
 mod connections;
 mod group_commit;
+mod operations;
 mod outcome;
+mod resume;
 mod sql;
 
 pub use outcome::{Applied, DbError, Statement};
 
 use crate::config::{Config, TxShape};
 use crate::validation::NewTransaction;
+use std::sync::Arc;
+
 use connections::{Connections, Use};
 use group_commit::GroupCommit;
+use operations::Operations;
+use resume::resume;
 use sql::Transaction;
 
 #[derive(Clone)]
 pub struct Database {
     connections: Connections,
+    operations: Arc<Operations>,
     writes: Writes,
 }
 
@@ -43,6 +52,9 @@ impl Database {
     /// may still be starting when the API does.
     pub async fn connect(config: &Config) -> Result<Database, String> {
         let connections = Connections::connect(config).await?;
+        let operations = Operations::reserve(&connections)
+            .await
+            .map_err(|e| format!("cannot reserve operation ids: {e}"))?;
         let writes = if config.batch_max > 1 && config.tx_shape == TxShape::Statement {
             Writes::Batched(GroupCommit::new(connections.clone(), config.batch_max))
         } else {
@@ -50,14 +62,16 @@ impl Database {
         };
         Ok(Database {
             connections,
+            operations: Arc::new(operations),
             writes,
         })
     }
 
     pub async fn transact(&self, client: i32, tx: &NewTransaction<'_>) -> Result<Applied, DbError> {
-        let tx = Transaction::new(client, tx);
-        match &self.writes {
-            Writes::Batched(group) => group.transact(tx).await,
+        let operation = self.operations.next(&self.connections).await?;
+        let tx = Transaction::new(client, tx, operation);
+        let answer = match &self.writes {
+            Writes::Batched(group) => return group.transact(tx).await,
             Writes::Alone(TxShape::Statement) => {
                 let run = async |conn: &mut _| sql::transact(conn, &tx).await;
                 self.connections.run(Use::Write, run).await
@@ -66,6 +80,17 @@ impl Database {
                 let run = async |conn: &mut _| sql::transact_client_side(conn, &tx).await;
                 self.connections.run(Use::Write, run).await
             }
+        };
+        match answer {
+            // Its commit cut off: found out once the database is back (`resume`).
+            Err(e) if e.is_connection_lost() => {
+                let applied = resume(&self.connections, std::slice::from_ref(&tx), e).await?;
+                Ok(applied
+                    .into_iter()
+                    .next()
+                    .expect("one answer for one transaction"))
+            }
+            answer => answer,
         }
     }
 

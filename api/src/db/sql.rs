@@ -17,16 +17,19 @@ pub struct Transaction<'a> {
     pub amount: i32,
     pub kind: &'static str,
     pub description: Cow<'a, str>,
+    /// Its operation id (`operations`), stored with its row.
+    pub operation: i64,
 }
 
 impl<'a> Transaction<'a> {
-    pub fn new(client: i32, tx: &'a NewTransaction<'_>) -> Transaction<'a> {
+    pub fn new(client: i32, tx: &'a NewTransaction<'_>, operation: i64) -> Transaction<'a> {
         Transaction {
             client,
             delta: tx.signed_amount(),
             amount: tx.amount,
             kind: tx.kind.code(),
             description: Cow::Borrowed(&tx.description),
+            operation,
         }
     }
 
@@ -42,7 +45,8 @@ impl<'a> Transaction<'a> {
 // A credit or debit in one statement: one round trip, and atomic without an explicit
 // transaction. `cliente` locks the client's row (a concurrent transaction of the same client
 // is waited for, and its result read); the update applies only within the limit and the
-// 32-bit range; the insert runs only if the update did. The first column tells an unknown
+// 32-bit range; the insert runs only if the update did, with the operation id and the balance
+// it left (for `resume`). The first column tells an unknown
 // client from a refused one. bench/pg-shapes measures it against the PL/pgSQL function this
 // project used first, and against a conditional UPDATE without SELECT ... FOR UPDATE.
 const TRANSACT: &str = "\
@@ -54,13 +58,14 @@ const TRANSACT: &str = "\
           WHERE c.id = $1 AND cliente.novo_saldo BETWEEN -cliente.limite AND 2147483647 \
          RETURNING c.saldo, c.limite), \
      lancamento AS ( \
-         INSERT INTO transacoes (cliente_id, valor, tipo, descricao) \
-         SELECT $1, $3, $4::char, $5 FROM atualizado) \
+         INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos) \
+         SELECT $1, $3, $4::char, $5, $6, atualizado.saldo FROM atualizado) \
     SELECT EXISTS (SELECT FROM cliente), atualizado.saldo, atualizado.limite \
       FROM (VALUES (1)) AS um LEFT JOIN atualizado ON true";
 
 // Several credits and debits in one call, one transaction: db/init.sql's transact_batch.
-const TRANSACT_BATCH: &str = "SELECT existe, saldo, limite FROM transact_batch($1, $2, $3, $4, $5)";
+const TRANSACT_BATCH: &str =
+    "SELECT existe, saldo, limite FROM transact_batch($1, $2, $3, $4, $5, $6, $7)";
 
 // One statement, so balance and entries come from one snapshot. Entries sort by id, the
 // insertion order, because timestamps can tie.
@@ -82,18 +87,21 @@ pub async fn transact(conn: &mut PgConnection, tx: &Transaction<'_>) -> Answer {
         .bind(tx.amount)
         .bind(tx.kind)
         .bind(tx.description.as_ref())
+        .bind(tx.operation)
         .fetch_one(conn)
         .await?;
     applied(&row)
 }
 
 /// Several in one transaction, one commit: the results in the transactions' order. One
-/// takes the single statement, which is cheaper for one.
+/// takes the single statement, which is cheaper for one. `resumed`: sent again after a
+/// commit was cut off (`resume`), so each one already applied is answered as it was.
 pub async fn transact_batch(
     conn: &mut PgConnection,
     txs: &[Transaction<'_>],
+    resumed: bool,
 ) -> Result<Vec<Applied>, DbError> {
-    if let [tx] = txs {
+    if let ([tx], false) = (txs, resumed) {
         return Ok(vec![transact(conn, tx).await?]);
     }
     let rows = sqlx::query(TRANSACT_BATCH)
@@ -106,6 +114,8 @@ pub async fn transact_batch(
                 .map(|t| t.description.as_ref())
                 .collect::<Vec<&str>>(),
         )
+        .bind(txs.iter().map(|t| t.operation).collect::<Vec<i64>>())
+        .bind(resumed)
         .fetch_all(conn)
         .await?;
     if rows.len() != txs.len() {
@@ -158,12 +168,15 @@ pub async fn transact_client_side(conn: &mut PgConnection, new: &Transaction<'_>
         .execute(&mut *tx)
         .await?;
     sqlx::query(
-        "INSERT INTO transacoes (cliente_id, valor, tipo, descricao) VALUES ($1, $2, $3::char, $4)",
+        "INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos) \
+         VALUES ($1, $2, $3::char, $4, $5, $6)",
     )
     .bind(new.client)
     .bind(new.amount)
     .bind(new.kind)
     .bind(new.description.as_ref())
+    .bind(new.operation)
+    .bind(balance)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -25,6 +25,11 @@
 //! back; the leader then runs each item of it alone, so that item gets its own answer and
 //! the others commit. Validation refuses such input first; this is the second line.
 //!
+//! A batch whose commit was cut off (the connection broke, PostgreSQL went down) is not
+//! answered 503: once the database is back it is sent again as a resumed batch (`resume`),
+//! in which each transaction already applied is answered as it was and the others are
+//! applied now, so each request gets 200 or 422 as if nothing had happened.
+//!
 //! Deadlines keep the unbatched promises: a request still waiting (not yet in a batch) after
 //! `DB_TIMEOUT_MS` withdraws and gets 503, never sent; one inside a batch has that batch's
 //! outcome, bounded by the operation deadline, and PostgreSQL's statement_timeout rolls the
@@ -38,9 +43,20 @@ use sqlx::postgres::PgConnection;
 
 use super::connections::Connections;
 use super::outcome::{Answer, DbError};
+use super::resume::resume;
 use super::sql::{self, Transaction};
 use crate::pool::Slot;
-use queue::Queue;
+use queue::{Batch, Queue};
+
+/// How a leader's run of batches ended.
+enum End<'q> {
+    /// Nothing left to take; the connection is fit for reuse.
+    Drained,
+    /// A failure answered; the connection is not reused.
+    Broken,
+    /// A batch's commit was cut off (the connection or the server went away): to resume.
+    CutOff(Batch<'q>, DbError),
+}
 
 #[derive(Clone)]
 pub struct GroupCommit {
@@ -104,14 +120,14 @@ impl GroupCommit {
             // Everything queued would fail the same way.
             return self.queue.fail_all(&DbError::Timeout);
         };
-        let completed = loop {
+        let end = loop {
             let batch = self.queue.take();
             if batch.items.is_empty() {
-                break true;
+                break End::Drained;
             }
-            let run = self
-                .connections
-                .bounded(sql::transact_batch(&mut lease, &batch.items));
+            let run =
+                self.connections
+                    .bounded(sql::transact_batch(&mut lease, &batch.items, false));
             match run.await {
                 Ok(results) => batch.answer(results.into_iter().map(Ok).collect()),
                 // One item's data refused, the batch rolled back: each item alone instead.
@@ -119,22 +135,34 @@ impl GroupCommit {
                     let (answers, healthy) = self.run_alone(&mut lease, &batch.items).await;
                     batch.answer(answers);
                     if !healthy {
-                        break false;
+                        break End::Broken;
                     }
+                }
+                // The commit may or may not have happened: found out once the database is back.
+                Err(e) if e.is_connection_lost() => {
+                    self.connections.note_failure(&e);
+                    break End::CutOff(batch, e);
                 }
                 Err(e) => {
                     eprintln!("api: {e}");
                     self.connections.note_failure(&e);
                     batch.fail(&e);
-                    break false;
+                    break End::Broken;
                 }
             }
         };
         // After a failure the connection's protocol state is unknown: dropped, closed.
-        if completed {
-            lease.release();
-        } else {
-            drop(lease);
+        match end {
+            End::Drained => lease.release(),
+            End::Broken => drop(lease),
+            End::CutOff(batch, e) => {
+                // The dead connection's slot first: resuming takes a slot of its own.
+                drop(lease);
+                match resume(&self.connections, &batch.items, e).await {
+                    Ok(results) => batch.answer(results.into_iter().map(Ok).collect()),
+                    Err(e) => batch.fail(&e),
+                }
+            }
         }
         // Requests that arrived while this leader gave its connection back, or held back
         // for a client of the batch that failed.

@@ -202,6 +202,7 @@ mod tests {
             amount,
             kind: "c",
             description: "x".into(),
+            operation: 0,
         }
     }
 
