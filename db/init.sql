@@ -9,6 +9,7 @@
 SET client_min_messages = warning;
 
 DROP FUNCTION IF EXISTS transact_batch;
+DROP TABLE IF EXISTS chaves_de_idempotencia;
 DROP TABLE IF EXISTS operacoes_reservadas;
 DROP TABLE IF EXISTS transacoes;
 DROP TABLE IF EXISTS clientes;
@@ -56,6 +57,20 @@ CREATE TABLE operacoes_reservadas (
 );
 INSERT INTO operacoes_reservadas VALUES (1);
 
+-- Idempotency-Key: a POST that carries one is applied at most once per client and key; a
+-- retry gets the first answer again. Kept 24 hours (the API deletes older keys hourly).
+CREATE TABLE chaves_de_idempotencia (
+    cliente_id int         NOT NULL,
+    chave      text        NOT NULL,
+    -- valor, tipo and descricao of the first request, to tell a retry from a reuse.
+    pedido     text        NOT NULL,
+    -- The first answer: the balance and limit after it, or NULLs for a refused debit.
+    saldo      int,
+    limite     int,
+    criada_em  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (cliente_id, chave)
+);
+
 INSERT INTO clientes (id, nome, limite) VALUES
     (1, 'o barato sai caro', 1000 * 100),
     (2, 'zan corp ltda', 800 * 100),
@@ -75,26 +90,50 @@ INSERT INTO clientes (id, nome, limite) VALUES
 -- so some operations may be there already; each one found is answered with the balance it
 -- left and not applied again. The rows are locked first, so a first attempt still
 -- committing is waited for and then seen.
+-- chaves: each one's Idempotency-Key, or NULL. A key this client used before is not applied
+-- again: it is answered with the first answer kept in chaves_de_idempotencia (saldo and
+-- limite, or NULLs for a refused debit), or with chave_reusada when valor, tipo or
+-- descricao differ. A retry running while the first is still in flight waits on the row
+-- lock, then sees the first's key.
 -- (existe, not found: FOUND is PL/pgSQL's own variable.) Any error rolls the whole batch back.
 CREATE FUNCTION transact_batch(
     ids int[], deltas int8[], valores int[], tipos text[], descricoes text[],
-    operacoes int8[], retomada bool)
-RETURNS TABLE (existe bool, saldo int, limite int)
+    operacoes int8[], chaves text[], retomada bool)
+RETURNS TABLE (existe bool, saldo int, limite int, chave_reusada bool)
 LANGUAGE plpgsql AS $$
 DECLARE
     existing int[];
+    este_pedido text;
 BEGIN
     SELECT array_agg(l.id) INTO existing
       FROM (SELECT c.id FROM clientes c WHERE c.id = ANY (ids) ORDER BY c.id FOR UPDATE) l;
     FOR i IN 1 .. cardinality(ids) LOOP
         saldo := NULL;
         limite := NULL;
-        existe := ids[i] = ANY (existing);
+        chave_reusada := false;
+        -- Not NULL when none of the ids exists (existing is then NULL).
+        existe := coalesce(ids[i] = ANY (existing), false);
         IF retomada THEN
             SELECT t.saldo_apos, c.limite INTO saldo, limite
               FROM transacoes t JOIN clientes c ON c.id = t.cliente_id
              WHERE t.operacao = operacoes[i];
             IF saldo IS NOT NULL THEN
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+        END IF;
+        IF chaves[i] IS NOT NULL AND existe THEN
+            este_pedido := valores[i] || ' ' || tipos[i] || ' ' || descricoes[i];
+            INSERT INTO chaves_de_idempotencia AS k (cliente_id, chave, pedido)
+            VALUES (ids[i], chaves[i], este_pedido) ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN
+                SELECT k.pedido <> este_pedido, k.saldo, k.limite INTO chave_reusada, saldo, limite
+                  FROM chaves_de_idempotencia k
+                 WHERE k.cliente_id = ids[i] AND k.chave = chaves[i];
+                IF chave_reusada THEN
+                    saldo := NULL;
+                    limite := NULL;
+                END IF;
                 RETURN NEXT;
                 CONTINUE;
             END IF;
@@ -105,6 +144,10 @@ BEGIN
         IF saldo IS NOT NULL THEN
             INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos)
             VALUES (ids[i], valores[i], tipos[i]::char, descricoes[i], operacoes[i], saldo);
+        END IF;
+        IF chaves[i] IS NOT NULL AND existe THEN
+            UPDATE chaves_de_idempotencia k SET saldo = transact_batch.saldo, limite = transact_batch.limite
+             WHERE k.cliente_id = ids[i] AND k.chave = chaves[i];
         END IF;
         RETURN NEXT;
     END LOOP;

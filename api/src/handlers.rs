@@ -11,7 +11,7 @@ use serverkit::http::{self, BodyError};
 use crate::db::{Applied, Database, DbError, Statement};
 use crate::routes::{route, Endpoint};
 use crate::timestamp::{now_micros, rfc3339_micros};
-use crate::validation::parse_transaction;
+use crate::validation::{parse_idempotency_key, parse_transaction};
 
 /// A valid body is under 100 bytes; this leaves room for spacing and ignored extra fields
 /// while never buffering more than this from a client.
@@ -40,21 +40,29 @@ pub async fn handle(request: Request<RequestBody>, db: Database) -> Response<Bod
 }
 
 async fn transact(request: Request<RequestBody>, client: i32, db: &Database) -> Response<Body> {
-    let body = match read_body(request).await {
-        Ok(body) => body,
+    let (parts, body) = match read_body(request).await {
+        Ok(read) => read,
         Err(response) => return response,
+    };
+    let key = match parse_idempotency_key(&parts.headers) {
+        Ok(key) => key,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, &reason),
     };
     let tx = match parse_transaction(&body) {
         Ok(tx) => tx,
         Err(reason) => return error(StatusCode::UNPROCESSABLE_ENTITY, &reason),
     };
-    match db.transact(client, &tx).await {
+    match db.transact(client, &tx, key).await {
         Ok(Applied::Done { balance, limit }) => json(
             StatusCode::OK,
             format!(r#"{{"limite":{limit},"saldo":{balance}}}"#),
         ),
         Ok(Applied::Refused) => error(StatusCode::UNPROCESSABLE_ENTITY, "limit exceeded"),
         Ok(Applied::UnknownClient) => error(StatusCode::NOT_FOUND, "no such client"),
+        Ok(Applied::KeyReused) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Idempotency-Key already used for another request",
+        ),
         // Input validation missed that PostgreSQL cannot take: the client's, not a 503.
         Err(e) if e.is_refused_data() => {
             eprintln!("api: {e}");
@@ -118,9 +126,11 @@ fn statement_json(statement: &Statement) -> String {
 }
 
 /// Reads the whole body, refusing (413) anything over `MAX_BODY_BYTES` without buffering it.
-async fn read_body(request: Request<RequestBody>) -> Result<Bytes, Response<Body>> {
+async fn read_body(
+    request: Request<RequestBody>,
+) -> Result<(hyper::http::request::Parts, Bytes), Response<Body>> {
     match http::read_body(request, MAX_BODY_BYTES).await {
-        Ok((_, body)) => Ok(body),
+        Ok(read) => Ok(read),
         Err(BodyError::TooLarge) => Err(error(StatusCode::PAYLOAD_TOO_LARGE, "body too large")),
         Err(BodyError::Unreadable) => {
             Err(error(StatusCode::BAD_REQUEST, "could not read the body"))

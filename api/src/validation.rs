@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 
+use hyper::HeaderMap;
 use serde::Deserialize;
 
 /// Credit or debit.
@@ -96,9 +97,69 @@ pub fn parse_transaction(body: &[u8]) -> Result<NewTransaction<'_>, String> {
     })
 }
 
+/// The longest `Idempotency-Key` taken, in bytes (Stripe's limit).
+pub const MAX_KEY_BYTES: usize = 255;
+
+/// The optional `Idempotency-Key` header of a POST: sent at most once, 1 to `MAX_KEY_BYTES`
+/// visible ASCII characters (0x21 to 0x7E: no spaces, no control or non-ASCII bytes), so a
+/// key compares the same in every client, proxy and log.
+pub fn parse_idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, String> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    if values.next().is_some()
+        || bytes.is_empty()
+        || bytes.len() > MAX_KEY_BYTES
+        || !bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+    {
+        return Err(format!(
+            "Idempotency-Key must be sent once, 1 to {MAX_KEY_BYTES} visible ASCII characters"
+        ));
+    }
+    Ok(value.to_str().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_are_one_to_255_visible_ascii_characters_once() {
+        let parse = |values: &[&[u8]]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(
+                    "idempotency-key",
+                    hyper::header::HeaderValue::from_bytes(value).unwrap(),
+                );
+            }
+            parse_idempotency_key(&headers).map(|k| k.map(str::to_owned))
+        };
+        let longest = "k".repeat(MAX_KEY_BYTES);
+        assert_eq!(parse(&[]), Ok(None));
+        for good in [
+            b"a".as_slice(),
+            b"!~",
+            b"4f9c-uuid_like.KEY",
+            longest.as_bytes(),
+        ] {
+            let key = String::from_utf8(good.to_vec()).unwrap();
+            assert_eq!(parse(&[good]), Ok(Some(key)));
+        }
+        let too_long = "k".repeat(MAX_KEY_BYTES + 1);
+        for bad in [
+            b"".as_slice(),
+            b"a b",
+            b"tab\tkey",
+            "chave-ç".as_bytes(),
+            too_long.as_bytes(),
+        ] {
+            assert!(parse(&[bad]).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(parse(&[b"a", b"a"]).is_err(), "sent twice");
+    }
 
     #[test]
     fn accepts_valid_bodies() {

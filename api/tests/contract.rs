@@ -377,12 +377,17 @@ async fn the_readmes_examples_give_the_answers_shown() {
         let shown: Value = serde_json::from_str(&block[1..].join("\n"))
             .unwrap_or_else(|e| panic!("{example}: the answer shown is not JSON: {e}"));
 
-        let (sent_method, path, body) = curl(command);
+        let (sent_method, path, headers, body) = curl(command);
         assert_eq!(sent_method.as_str(), method, "{command}");
+        let headers: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes()))
+            .collect();
         let reply = api
             .target
-            .request(sent_method.clone(), &path, body.as_bytes())
-            .await;
+            .try_request_with(sent_method.clone(), &path, &headers, body.as_bytes())
+            .await
+            .unwrap();
         assert_eq!(reply.status.as_str(), status, "{command}: {}", reply.text());
         spec.check(template, sent_method.clone(), &reply);
         let documented = spec.response(template, &method.parse().unwrap(), reply.status);
@@ -414,9 +419,9 @@ fn forget_times(statement: &mut Value) {
     }
 }
 
-/// The method, path and body of a README curl command (`-X`, `-d`, and the
-/// localhost:9999 URL; single-quoted arguments).
-fn curl(command: &str) -> (Method, String, String) {
+/// The method, path, headers other than content-type and body of a README curl command
+/// (`-X`, `-H`, `-d`, and the localhost:9999 URL; single-quoted arguments).
+fn curl(command: &str) -> (Method, String, Vec<(String, String)>, String) {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut quoted = false;
@@ -444,9 +449,18 @@ fn curl(command: &str) -> (Method, String, String) {
         .find(|w| w.starts_with("localhost:9999/"))
         .expect("a URL");
     let method = after("-X").unwrap_or_else(|| "GET".into());
+    // The client sends content-type itself.
+    let headers = words
+        .windows(2)
+        .filter(|w| w[0] == "-H")
+        .filter_map(|w| w[1].split_once(':'))
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-type"))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
     (
         method.parse().unwrap(),
         url["localhost:9999".len()..].to_owned(),
+        headers,
         after("-d").unwrap_or_default(),
     )
 }

@@ -46,8 +46,8 @@ pub async fn proxy(request: Request<RequestBody>, state: Arc<State>) -> Response
 /// A request ready to go upstream, whole.
 struct Prepared {
     request: Request<Body>,
-    /// A copy to send again after an exchange broke: only for GET and HEAD, which may be
-    /// replayed once they reached an upstream.
+    /// A copy to send again after an exchange broke: only for a request that may be replayed
+    /// once it reached an upstream (`replayable`).
     replay: Option<Request<Body>>,
     /// The client id, for the strategies that read the request.
     key: Option<String>,
@@ -91,7 +91,7 @@ async fn prepare(request: Request<RequestBody>, state: &State) -> Result<Prepare
             parts.uri = path.clone().into();
         }
     }
-    let replay = (parts.method == Method::GET || parts.method == Method::HEAD)
+    let replay = replayable(&parts.method, &parts.headers)
         .then(|| Request::from_parts(clone_parts(&parts), Full::new(body.clone())));
     let key = state
         .config
@@ -106,9 +106,18 @@ async fn prepare(request: Request<RequestBody>, state: &State) -> Result<Prepare
     })
 }
 
+/// Whether a request may be sent again after it reached an upstream whose exchange broke: GET
+/// and HEAD, which change nothing, and a POST with an `Idempotency-Key`, which the API applies
+/// at most once per key (a retry gets the first answer). Other POSTs never are.
+fn replayable(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::GET
+        || method == Method::HEAD
+        || (method == Method::POST && headers.contains_key("idempotency-key"))
+}
+
 /// The failover loop: the candidates in the strategy's order, skipping those down, until
 /// one answers. A request never written moves on; one written to an exchange that broke is
-/// replayed only if it may be (GET, HEAD); a timeout ends it with 504.
+/// replayed only if it may be (`replayable`); a timeout ends it with 504.
 async fn forward(prepared: Prepared, state: &State) -> Response<Body> {
     let Prepared {
         request,

@@ -100,11 +100,33 @@ impl Target {
         path: &str,
         body: &[u8],
     ) -> Result<Reply, String> {
-        let request = Request::builder()
+        self.try_request_with(method, path, &[], body).await
+    }
+
+    /// A POST with extra headers (values as raw bytes, so tests can send invalid ones).
+    pub async fn post_with(&self, path: &str, headers: &[(&str, &[u8])], body: &str) -> Reply {
+        self.try_request_with(Method::POST, path, headers, body.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `try_request` with extra headers.
+    pub async fn try_request_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> Result<Reply, String> {
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
             .header("host", "localhost")
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .body(Full::new(Bytes::copy_from_slice(body)))
             .unwrap();
         let exchange = async {

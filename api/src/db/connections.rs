@@ -112,6 +112,31 @@ impl Connections {
         result
     }
 
+    /// `run` for an operation that is safe to send twice (a read, a resumed batch): when the
+    /// connection is lost on the way (PostgreSQL crashed or restarted), it is run again on a
+    /// new connection once the database is back, until the acquire deadline (DB_TIMEOUT_MS).
+    /// `operation` makes each attempt.
+    pub async fn run_retrying<T, Attempt>(
+        &self,
+        on: Use,
+        operation: impl Fn() -> Attempt,
+    ) -> Result<T, DbError>
+    where
+        Attempt: AsyncFnOnce(&mut PgConnection) -> Result<T, DbError>,
+    {
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        loop {
+            match self.run_before(deadline, on, operation()).await {
+                Err(e) if e.is_connection_lost() && tokio::time::Instant::now() < deadline => {
+                    eprintln!("api: {e}; trying again on a new connection");
+                    // A connection that broke at once: the server is still going down.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// `operation` under the operation deadline.
     pub async fn bounded<T>(
         &self,
@@ -127,11 +152,6 @@ impl Connections {
         tokio::time::timeout(self.acquire_timeout, wait)
             .await
             .map_err(|_| DbError::Timeout)
-    }
-
-    /// How long a request may wait for a connection (DB_TIMEOUT_MS).
-    pub fn acquire_timeout(&self) -> Duration {
-        self.acquire_timeout
     }
 
     /// A free write slot now, if there is one (group commit starts a batch only then).

@@ -55,6 +55,7 @@ impl Database {
         let operations = Operations::reserve(&connections)
             .await
             .map_err(|e| format!("cannot reserve operation ids: {e}"))?;
+        tokio::spawn(expire_keys(connections.clone()));
         let writes = if config.batch_max > 1 && config.tx_shape == TxShape::Statement {
             Writes::Batched(GroupCommit::new(connections.clone(), config.batch_max))
         } else {
@@ -67,18 +68,27 @@ impl Database {
         })
     }
 
-    pub async fn transact(&self, client: i32, tx: &NewTransaction<'_>) -> Result<Applied, DbError> {
+    /// A credit or debit, with the client's Idempotency-Key if it sent one.
+    pub async fn transact(
+        &self,
+        client: i32,
+        tx: &NewTransaction<'_>,
+        key: Option<&str>,
+    ) -> Result<Applied, DbError> {
         let operation = self.operations.next(&self.connections).await?;
-        let tx = Transaction::new(client, tx, operation);
+        let tx = Transaction::new(client, tx, operation, key);
         let answer = match &self.writes {
             Writes::Batched(group) => return group.transact(tx).await,
-            Writes::Alone(TxShape::Statement) => {
-                let run = async |conn: &mut _| sql::transact(conn, &tx).await;
-                self.connections.run(Use::Write, run).await
-            }
-            Writes::Alone(TxShape::Client) => {
+            // Only the database function keeps Idempotency-Keys: a keyed one goes there.
+            Writes::Alone(TxShape::Client) if tx.key.is_none() => {
                 let run = async |conn: &mut _| sql::transact_client_side(conn, &tx).await;
                 self.connections.run(Use::Write, run).await
+            }
+            Writes::Alone(_) => {
+                let txs = std::slice::from_ref(&tx);
+                let run = async |conn: &mut _| sql::transact_batch(conn, txs, false).await;
+                let applied = self.connections.run(Use::Write, run).await;
+                applied.map(|applied| applied.into_iter().next().expect("one answer"))
             }
         };
         match answer {
@@ -94,9 +104,10 @@ impl Database {
         }
     }
 
+    /// A read is safe to send twice: one whose connection was lost is read again.
     pub async fn statement(&self, client: i32) -> Result<Option<Statement>, DbError> {
-        let read = async |conn: &mut _| sql::statement(conn, client).await;
-        self.connections.run(Use::Read, read).await
+        let read = || async |conn: &mut _| sql::statement(conn, client).await;
+        self.connections.run_retrying(Use::Read, read).await
     }
 
     /// Closes every connection; in-flight operations finish first.
@@ -105,5 +116,22 @@ impl Database {
             eprintln!("api: group commit: {}", group.report());
         }
         self.connections.close().await;
+    }
+}
+
+/// How often Idempotency-Keys past their 24 hours are deleted (at start, then hourly; both
+/// instances do it, which is harmless). Ends when the pool is closed.
+const KEY_EXPIRY_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+async fn expire_keys(connections: Connections) {
+    let mut every = tokio::time::interval(KEY_EXPIRY_EVERY);
+    loop {
+        every.tick().await;
+        match connections.run(Use::Write, sql::expire_keys).await {
+            Ok(0) => {}
+            Ok(deleted) => eprintln!("api: {deleted} Idempotency-Keys past 24 hours deleted"),
+            Err(DbError::Sqlx(sqlx::Error::PoolClosed)) => return,
+            Err(e) => eprintln!("api: deleting old Idempotency-Keys: {e}"),
+        }
     }
 }

@@ -72,6 +72,8 @@ pub enum Applied {
     /// A debit past the limit, or a credit past the 32-bit balance range. Nothing changed.
     Refused,
     UnknownClient,
+    /// Its Idempotency-Key was used before for another request of this client. Nothing changed.
+    KeyReused,
 }
 
 /// A credit's or debit's answer from the database.

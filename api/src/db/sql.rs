@@ -19,10 +19,17 @@ pub struct Transaction<'a> {
     pub description: Cow<'a, str>,
     /// Its operation id (`operations`), stored with its row.
     pub operation: i64,
+    /// The client's Idempotency-Key, if it sent one.
+    pub key: Option<Cow<'a, str>>,
 }
 
 impl<'a> Transaction<'a> {
-    pub fn new(client: i32, tx: &'a NewTransaction<'_>, operation: i64) -> Transaction<'a> {
+    pub fn new(
+        client: i32,
+        tx: &'a NewTransaction<'_>,
+        operation: i64,
+        key: Option<&'a str>,
+    ) -> Transaction<'a> {
         Transaction {
             client,
             delta: tx.signed_amount(),
@@ -30,6 +37,7 @@ impl<'a> Transaction<'a> {
             kind: tx.kind.code(),
             description: Cow::Borrowed(&tx.description),
             operation,
+            key: key.map(Cow::Borrowed),
         }
     }
 
@@ -37,6 +45,7 @@ impl<'a> Transaction<'a> {
     pub fn into_owned(self) -> Transaction<'static> {
         Transaction {
             description: Cow::Owned(self.description.into_owned()),
+            key: self.key.map(|k| Cow::Owned(k.into_owned())),
             ..self
         }
     }
@@ -60,12 +69,12 @@ const TRANSACT: &str = "\
      lancamento AS ( \
          INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos) \
          SELECT $1, $3, $4::char, $5, $6, atualizado.saldo FROM atualizado) \
-    SELECT EXISTS (SELECT FROM cliente), atualizado.saldo, atualizado.limite \
+    SELECT EXISTS (SELECT FROM cliente), atualizado.saldo, atualizado.limite, false \
       FROM (VALUES (1)) AS um LEFT JOIN atualizado ON true";
 
 // Several credits and debits in one call, one transaction: db/init.sql's transact_batch.
 const TRANSACT_BATCH: &str =
-    "SELECT existe, saldo, limite FROM transact_batch($1, $2, $3, $4, $5, $6, $7)";
+    "SELECT existe, saldo, limite, chave_reusada FROM transact_batch($1, $2, $3, $4, $5, $6, $7, $8)";
 
 // One statement, so balance and entries come from one snapshot. Entries sort by id, the
 // insertion order, because timestamps can tie.
@@ -94,14 +103,15 @@ pub async fn transact(conn: &mut PgConnection, tx: &Transaction<'_>) -> Answer {
 }
 
 /// Several in one transaction, one commit: the results in the transactions' order. One
-/// takes the single statement, which is cheaper for one. `resumed`: sent again after a
-/// commit was cut off (`resume`), so each one already applied is answered as it was.
+/// without an Idempotency-Key takes the single statement, which is cheaper for one.
+/// `resumed`: sent again after a commit was cut off (`resume`), so each one already
+/// applied is answered as it was.
 pub async fn transact_batch(
     conn: &mut PgConnection,
     txs: &[Transaction<'_>],
     resumed: bool,
 ) -> Result<Vec<Applied>, DbError> {
-    if let ([tx], false) = (txs, resumed) {
+    if let ([tx @ Transaction { key: None, .. }], false) = (txs, resumed) {
         return Ok(vec![transact(conn, tx).await?]);
     }
     let rows = sqlx::query(TRANSACT_BATCH)
@@ -115,6 +125,11 @@ pub async fn transact_batch(
                 .collect::<Vec<&str>>(),
         )
         .bind(txs.iter().map(|t| t.operation).collect::<Vec<i64>>())
+        .bind(
+            txs.iter()
+                .map(|t| t.key.as_deref())
+                .collect::<Vec<Option<&str>>>(),
+        )
         .bind(resumed)
         .fetch_all(conn)
         .await?;
@@ -128,9 +143,13 @@ pub async fn transact_batch(
     rows.iter().map(applied).collect()
 }
 
-/// A row of (exists, new balance or NULL, limit or NULL) as the outcome of one transaction.
+/// A row of (exists, new balance or NULL, limit or NULL, key reused) as the outcome of one
+/// transaction.
 fn applied(row: &PgRow) -> Answer {
     let found: bool = row.try_get(0)?;
+    if row.try_get::<bool, _>(3)? {
+        return Ok(Applied::KeyReused);
+    }
     Ok(match row.try_get::<Option<i32>, _>(1)? {
         Some(balance) => Applied::Done {
             balance,
@@ -181,6 +200,16 @@ pub async fn transact_client_side(conn: &mut PgConnection, new: &Transaction<'_>
     .await?;
     tx.commit().await?;
     Ok(Applied::Done { balance, limit })
+}
+
+/// Deletes the Idempotency-Keys past their 24 hours; how many.
+pub async fn expire_keys(conn: &mut PgConnection) -> Result<u64, DbError> {
+    let done = sqlx::query(
+        "DELETE FROM chaves_de_idempotencia WHERE criada_em < now() - interval '24 hours'",
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// A client's balance and last ten entries, or None for an unknown client.

@@ -203,6 +203,7 @@ mod tests {
             kind: "c",
             description: "x".into(),
             operation: 0,
+            key: None,
         }
     }
 
