@@ -56,11 +56,7 @@ fn main() -> ExitCode {
         progress: std::io::stderr().is_terminal(),
         validations: true,
     };
-    // One thread: the generator must stay cheap next to the stack it measures.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = loadtest::cli::runtime();
     if !args.sweep.is_empty() {
         let criteria = sweep::Criteria {
             p99_ms: args.sweep_p99_ms,
@@ -121,17 +117,9 @@ fn run_sweep(
         }
     };
     print!("{}", sweep::text(&sweep));
-    let written = std::fs::create_dir_all(out)
-        .and_then(|()| {
-            std::fs::write(
-                out.join("sweep.json"),
-                serde_json::to_string_pretty(&sweep).unwrap(),
-            )
-        })
-        .and_then(|()| std::fs::write(out.join("sweep.html"), report::sweep_html(&sweep)));
-    match written {
+    match report::write(out, "sweep", &sweep, &report::sweep_html(&sweep)) {
         Ok(()) => println!("reports: {0}/sweep.json, {0}/sweep.html", out.display()),
-        Err(e) => eprintln!("loadtest: cannot write the sweep to {}: {e}", out.display()),
+        Err(e) => eprintln!("loadtest: {e}"),
     }
     if sweep.held_up_to.is_some() {
         ExitCode::SUCCESS
@@ -147,18 +135,10 @@ fn write_reports(
     report: &Report,
     options: &Options,
 ) -> Result<(), String> {
-    std::fs::create_dir_all(dir)
-        .and_then(|()| {
-            std::fs::write(
-                dir.join("report.json"),
-                serde_json::to_string_pretty(&report::json(outcome, report, options)).unwrap(),
-            )
-        })
-        .and_then(|()| {
-            std::fs::write(
-                dir.join("report.html"),
-                report::html(outcome, report, options),
-            )
-        })
-        .map_err(|e| format!("cannot write reports to {}: {e}", dir.display()))
+    report::write(
+        dir,
+        "report",
+        &report::json(outcome, report, options),
+        &report::html(outcome, report, options),
+    )
 }

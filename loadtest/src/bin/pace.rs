@@ -39,11 +39,7 @@ struct Args {
 
 fn main() {
     let args = <Args as clap::Parser>::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    loadtest::cli::runtime().block_on(async {
         let client = Client::new(&args.target).unwrap_or_else(|e| panic!("{e}"));
         let results: Arc<Mutex<Vec<(f64, bool)>>> = Arc::default();
         let start = Instant::now();

@@ -57,11 +57,7 @@ fn main() -> ExitCode {
         progress: std::io::stderr().is_terminal(),
         validations: true,
     };
-    // One thread, as the loadtest's: the generator must stay cheap next to the stack.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = loadtest::cli::runtime();
     let samples = Arc::new(Mutex::new(Vec::new()));
     let outcome = runtime.block_on(async {
         let start = Instant::now();
@@ -85,17 +81,9 @@ fn main() -> ExitCode {
     let samples = std::mem::take(&mut *samples.lock().unwrap());
     let soak = Soak::new(&outcome, samples, &args.target, args.rate);
     print!("{}", soak::text(&soak));
-    let written = std::fs::create_dir_all(&args.out)
-        .and_then(|()| {
-            std::fs::write(
-                args.out.join("soak.json"),
-                serde_json::to_string_pretty(&soak).unwrap(),
-            )
-        })
-        .and_then(|()| std::fs::write(args.out.join("soak.html"), report::soak_html(&soak)));
-    match written {
+    match report::write(&args.out, "soak", &soak, &report::soak_html(&soak)) {
         Ok(()) => println!("reports: {0}/soak.json, {0}/soak.html", args.out.display()),
-        Err(e) => eprintln!("soak: cannot write to {}: {e}", args.out.display()),
+        Err(e) => eprintln!("soak: {e}"),
     }
     if soak.verdict.passed {
         ExitCode::SUCCESS

@@ -154,6 +154,27 @@ pub fn text(outcome: &Outcome, report: &Report, options: &Options) -> String {
     out
 }
 
+/// Writes `dir/NAME.json` (pretty) and `dir/NAME.html`, creating `dir`.
+pub fn write(
+    dir: &std::path::Path,
+    name: &str,
+    json: &impl serde::Serialize,
+    html: &str,
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            let json = serde_json::to_string_pretty(json).expect("reports always serialize");
+            std::fs::write(dir.join(format!("{name}.json")), json)
+        })
+        .and_then(|()| std::fs::write(dir.join(format!("{name}.html")), html))
+        .map_err(|e| {
+            format!(
+                "cannot write {name}.json and {name}.html to {}: {e}",
+                dir.display()
+            )
+        })
+}
+
 pub fn json(outcome: &Outcome, report: &Report, options: &Options) -> serde_json::Value {
     json!({
         "target": options.target,
