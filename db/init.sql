@@ -33,7 +33,7 @@ CREATE TABLE clientes (
 -- and with one statement instead of a PL/pgSQL function, PostgreSQL spends about 12% less CPU
 -- per transaction (bench/pg-shapes, bench/JOURNAL.md, "Transaction shape").
 CREATE TABLE transacoes (
-    id           bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id           bigint      GENERATED ALWAYS AS IDENTITY,
     cliente_id   int         NOT NULL,
     valor        int         NOT NULL CHECK (valor > 0),
     tipo         char(1)     NOT NULL CHECK (tipo IN ('c', 'd')),
@@ -42,12 +42,13 @@ CREATE TABLE transacoes (
     -- Exactly once: the id the API gave this credit or debit before sending it, and the
     -- balance it left, so that an API whose commit was cut off (PostgreSQL crashed, the
     -- connection broke) can find out afterwards whether it happened and answer with what it
-    -- did, instead of guessing. The unique index makes a second application impossible.
-    operacao     bigint      NOT NULL,
+    -- did, instead of guessing. As the primary key it makes a second application impossible;
+    -- id needs no index of its own (statements read it through transacoes_recentes), so the
+    -- table keeps two indexes, as it had before operation ids.
+    operacao     bigint      PRIMARY KEY,
     saldo_apos   int         NOT NULL
 );
 CREATE INDEX transacoes_recentes ON transacoes (cliente_id, id DESC);
-CREATE UNIQUE INDEX transacoes_operacao ON transacoes (operacao);
 
 -- Where the APIs take their operation ids from: each instance reserves a block at a time
 -- (api/src/db/operations.rs) with one durable UPDATE, so ids are unique across instances
