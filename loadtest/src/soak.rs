@@ -23,6 +23,14 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 /// caches and PostgreSQL's shared buffers filling): left out of the growth verdict.
 const WARM_UP_FRACTION: f64 = 0.2;
 
+/// The warm-up is at least the first minute, whatever the run's length (a minute's soak
+/// would otherwise judge the allocators' first arenas as a leak).
+const WARM_UP_SAMPLES: usize = 6;
+
+/// Samples needed past the warm-up to judge growth: two minutes. A shorter soak judges
+/// latency, KO and the audit only.
+pub const GROWTH_SAMPLES: usize = 12;
+
 /// A service to watch: its name and the cgroup file that lists its processes.
 #[derive(Debug, Clone)]
 pub struct Watched {
@@ -187,9 +195,9 @@ pub async fn sample(
 /// second half both exceed those of its first half by more than `tolerance`. A step that
 /// settles in the first half, or a series that merely wanders, passes.
 pub fn keeps_growing(values: &[f64], tolerance: f64) -> bool {
-    let skip = (values.len() as f64 * WARM_UP_FRACTION).ceil() as usize;
+    let skip = ((values.len() as f64 * WARM_UP_FRACTION).ceil() as usize).max(WARM_UP_SAMPLES);
     let rest = &values[skip.min(values.len())..];
-    if rest.len() < 4 {
+    if rest.len() < GROWTH_SAMPLES {
         return false;
     }
     let (first, second) = rest.split_at(rest.len() / 2);
@@ -318,6 +326,9 @@ pub fn verdict(samples: &[Sample], windows: &[Window], outcome: &Outcome) -> Ver
     }
 }
 
+/// What a soak too short for the growth verdict says instead.
+pub const TOO_SHORT: &str = "Too short to judge memory and descriptor growth (3 minutes at least).";
+
 /// The official peak's transactions per second at 1x (220 debits, 110 credits).
 pub const PEAK_TRANSACTIONS_PER_SECOND: f64 = 330.0;
 
@@ -362,6 +373,11 @@ impl Soak {
             windows,
             samples,
         }
+    }
+
+    /// Whether the run was long enough for the growth verdict (`keeps_growing`).
+    pub fn judges_growth(&self) -> bool {
+        self.samples.len() >= WARM_UP_SAMPLES + GROWTH_SAMPLES
     }
 
     /// The services sampled, in order.
@@ -410,6 +426,10 @@ pub fn text(soak: &Soak) -> String {
         "  storage: tables and indexes {:.0} bytes per transaction, {:.0} MB per hour at x1; WAL at most {:.0} MB",
         soak.verdict.storage_bytes_per_transaction, soak.storage_mb_per_hour_at_1x, soak.wal_max_mb
     );
+    if !soak.judges_growth() {
+        out.push_str(TOO_SHORT);
+        out.push('\n');
+    }
     if soak.verdict.passed {
         out.push_str("passed\n");
     } else {
@@ -460,6 +480,9 @@ pub(crate) mod tests {
         let wander: Vec<f64> = (0..180).map(|i| 20.0 + f64::from((i * 7) % 13)).collect();
         assert!(!keeps_growing(&wander, descriptor_tolerance(32.0)));
         assert!(!keeps_growing(&[1.0, 100.0], 0.0), "too short to tell");
+        // A one-minute soak: the first arenas fill while it runs; not judged.
+        let minute: Vec<f64> = (0..7).map(|i| 0.3 + f64::from(i) * 0.6).collect();
+        assert!(!keeps_growing(&minute, memory_tolerance(3.9)));
     }
 
     #[test]

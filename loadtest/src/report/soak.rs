@@ -132,6 +132,11 @@ pub fn soak_html(soak: &Soak) -> String {
             problems.concat()
         )
     };
+    let verdict = if soak.judges_growth() {
+        verdict
+    } else {
+        format!("{verdict}<p>{}</p>", crate::soak::TOO_SHORT)
+    };
     let groups: String = soak
         .groups
         .iter()
