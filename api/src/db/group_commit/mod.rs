@@ -32,8 +32,9 @@
 //!
 //! Deadlines keep the unbatched promises: a request still waiting (not yet in a batch) after
 //! `DB_TIMEOUT_MS` withdraws and gets 503, never sent; one inside a batch has that batch's
-//! outcome, bounded by the operation deadline, and PostgreSQL's statement_timeout rolls the
-//! whole batch back before the API gives up, so a 503 never hides an applied transaction.
+//! outcome, bounded by the operation deadline (and, when the batch is resumed, by
+//! `DB_TIMEOUT_MS` more), and PostgreSQL's statement_timeout rolls a slow batch back before
+//! the API gives up, so a 503 for slowness never hides an applied transaction.
 
 mod queue;
 
