@@ -16,24 +16,25 @@ impl DbError {
     /// integrity constraint violation): that input would be refused again, unlike an error
     /// of the connection or the server, and nothing of the statement was applied.
     pub fn is_refused_data(&self) -> bool {
-        match self {
-            DbError::Sqlx(sqlx::Error::Database(e)) => e
-                .code()
-                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
-            _ => false,
-        }
+        self.sql_state()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
     }
 
     /// Whether the server end of the connection is gone (a restart or crash of PostgreSQL, a
     /// terminated backend) rather than a problem with one statement.
     pub fn is_connection_lost(&self) -> bool {
-        match self {
-            DbError::Sqlx(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
+        matches!(self, DbError::Sqlx(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)))
             // 08: connection exception; 57P: operator intervention (shutdown, crash, terminated).
-            DbError::Sqlx(sqlx::Error::Database(e)) => e
-                .code()
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
-            _ => false,
+            || self
+                .sql_state()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+    }
+
+    /// The SQLSTATE of an error PostgreSQL reported, if it was one.
+    fn sql_state(&self) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            DbError::Sqlx(sqlx::Error::Database(e)) => e.code(),
+            _ => None,
         }
     }
 
