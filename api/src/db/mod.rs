@@ -20,10 +20,10 @@ mod sql;
 
 pub use outcome::{Applied, DbError, Statement};
 
-use crate::config::{Config, TxShape};
-use crate::validation::NewTransaction;
 use std::sync::Arc;
 
+use crate::config::{Config, TxShape};
+use crate::validation::NewTransaction;
 use connections::{Connections, Use};
 use group_commit::GroupCommit;
 use operations::Operations;
@@ -87,18 +87,15 @@ impl Database {
             Writes::Alone(_) => {
                 let txs = std::slice::from_ref(&tx);
                 let run = async |conn: &mut _| sql::transact_batch(conn, txs, false).await;
-                let applied = self.connections.run(Use::Write, run).await;
-                applied.map(|applied| applied.into_iter().next().expect("one answer"))
+                self.connections.run(Use::Write, run).await.map(only)
             }
         };
         match answer {
             // Its commit cut off: found out once the database is back (`resume`).
             Err(e) if e.is_connection_lost() => {
-                let applied = resume(&self.connections, std::slice::from_ref(&tx), e).await?;
-                Ok(applied
-                    .into_iter()
-                    .next()
-                    .expect("one answer for one transaction"))
+                resume(&self.connections, std::slice::from_ref(&tx), e)
+                    .await
+                    .map(only)
             }
             answer => answer,
         }
@@ -117,6 +114,11 @@ impl Database {
         }
         self.connections.close().await;
     }
+}
+
+/// The answer of a batch of one.
+fn only(mut applied: Vec<Applied>) -> Applied {
+    applied.pop().expect("one answer for one transaction")
 }
 
 /// How often Idempotency-Keys past their 24 hours are deleted (at start, then hourly; both
