@@ -97,6 +97,9 @@ impl Dispatcher {
         let mut groups: Vec<Vec<Connection>> = upstreams.iter().map(|_| Vec::new()).collect();
         let mut unplaced = Vec::new();
         let mut full = false;
+        // Each placement counts against its upstream until this batch is sent, so the
+        // connections of one batch see each other (the upstream's own count lags behind).
+        let mut placed = Vec::new();
         while !todo.is_empty() {
             for connection in todo.drain(..) {
                 let choice = self
@@ -105,7 +108,10 @@ impl Dispatcher {
                     .candidates(upstreams, None)
                     .find(|&i| !passed[i] && !upstreams[i].is_down());
                 match choice {
-                    Some(i) => groups[i].push(connection),
+                    Some(i) => {
+                        placed.push(upstreams[i].reserve());
+                        groups[i].push(connection)
+                    }
                     None => unplaced.push(connection),
                 }
             }

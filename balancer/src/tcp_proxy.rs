@@ -32,6 +32,7 @@ async fn relay(client: TcpStream, watch: Watch, state: Arc<State>) {
         if upstream.is_down() {
             continue;
         }
+        let _in_flight = upstream.begin();
         match upstream
             .addr
             .connect_stream(state.config.connect_timeout)
@@ -39,7 +40,6 @@ async fn relay(client: TcpStream, watch: Watch, state: Arc<State>) {
         {
             Ok(stream) => {
                 upstream.mark_ok();
-                let _in_flight = upstream.begin();
                 // Either side closing or failing ends the connection; nothing to report.
                 let answered = |w: &Watch, _: &[u8]| w.enter(Phase::Idle);
                 let _ = match stream {

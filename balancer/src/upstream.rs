@@ -80,9 +80,18 @@ impl Upstream {
     }
 
     /// Starts counting a request (or, in tcp mode, a connection) against this upstream.
+    /// Taken as soon as the upstream is chosen, before any await: connections arriving
+    /// together (a burst, or clients coming back from the same slow answer) must each see
+    /// the ones placed before them, or a load-aware strategy splits them as if all were idle.
     pub fn begin(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Relaxed);
         self.requests.fetch_add(1, Relaxed);
+        self.reserve()
+    }
+
+    /// Counts a connection being placed (handoff mode) until the upstream's own count can
+    /// show it; not a request of its own in the statistics.
+    pub fn reserve(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
         InFlight(self)
     }
 
