@@ -54,16 +54,17 @@ def stack_runs(rows):
 
 def stack_modes(rows, prefix="lb-"):
     """Medians per label and rate of the runs labelled PREFIX* (bench/stack-modes,
-    bench/group-commit)."""
+    bench/group-commit, bench/pg-settings)."""
     rows = [r for r in rows if r["label"].startswith(prefix)]
-    print("| variant | rate | runs | KO | p50 ms | load p99 ms | stack CPU µs/req | db | api1+api2 | lb |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | rate | runs | KO | p50 ms | load p99 ms | max ms | stack CPU µs/req | db | api1+api2 | lb |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     keys = sorted({(r["label"], r["rate"]) for r in rows}, key=lambda k: (k[1], k[0]))
     for label, rate in keys:
         runs = [r for r in rows if r["label"] == label and r["rate"] == rate]
         svc = lambda name: median([r["services"][name]["cpu_us_per_request"] for r in runs])
         print(f"| {label[len(prefix):]} | x{rate:g} | {len(runs)} | {sum(r['groups']['all requests']['ko'] for r in runs)} "
               f"| {median([r['groups']['all requests']['p50_ms'] for r in runs])} | {median([load_p99(r) for r in runs])} "
+              f"| {median([r['groups']['all requests']['max_ms'] for r in runs])} "
               f"| {median([r['stack_cpu_us_per_request'] for r in runs])} | {svc('db')} "
               f"| {median([r['services']['api1']['cpu_us_per_request'] + r['services']['api2']['cpu_us_per_request'] for r in runs])} "
               f"| {svc('lb')} |")
