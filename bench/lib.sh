@@ -49,6 +49,8 @@ stop_stack() {
     wait "$stack_pid" 2>/dev/null
     # What the APIs said of their batches at shutdown (group commit), for the results.
     batch_report=$( (grep -h "group commit:" "$stack_log" || true) | sed 's/.*group commit: //' | paste -sd ';' -)
+    # Where the APIs' time went (api/src/timings.rs), a line per stage and instance.
+    timings_report=$( (grep -h "api: timings:" "$stack_log" || true) | sed 's/.*timings: //' | paste -sd ';' -)
     rm -f "$stack_log"
 }
 
@@ -77,8 +79,27 @@ start_compose() {
 }
 
 stop_compose() {
+    scripts/compose -p "$compose_project" stop --timeout 10 >/dev/null 2>&1
+    local logs
+    logs=$(scripts/compose -p "$compose_project" logs --no-color api1 api2 2>/dev/null || true)
+    batch_report=$( (grep -h "group commit:" <<<"$logs" || true) | sed 's/.*group commit: //' | paste -sd ';' -)
+    timings_report=$( (grep -h "api: timings:" <<<"$logs" || true) | sed 's/.*timings: //' | paste -sd ';' -)
     scripts/compose -p "$compose_project" down -v --timeout 10 >/dev/null 2>&1
-    batch_report=""
+}
+
+# pg_counters: PostgreSQL's own counts so far, as JSON: commits, WAL records, full-page
+# images, bytes, and the WAL flushes with their total time (track_wal_io_timing), so that a
+# run's commits per flush and mean flush time come from the database itself.
+pg_counters() {
+    local sql="SELECT json_build_object('commits', (SELECT sum(xact_commit) FROM pg_stat_database),
+        'wal_records', wal_records, 'wal_fpi', wal_fpi, 'wal_bytes', wal_bytes,
+        'wal_writes', wal_write, 'wal_syncs', wal_sync, 'wal_sync_ms', wal_sync_time)
+        FROM pg_stat_wal"
+    if [[ ${STACK:-native} == compose ]]; then
+        scripts/compose -p "$compose_project" exec -T db psql -XAtq -U rinha -d rinha -c "$sql" 2>/dev/null || echo null
+    else
+        psql -XAtq -d "$stack_db" -c "$sql" 2>/dev/null || echo null
+    fi
 }
 
 # cg_file SERVICE FILE: a cgroup file of the running stack's service (v1 layout, or v2).

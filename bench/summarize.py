@@ -9,6 +9,76 @@ def median(values):
     return round(statistics.median(values), 3) if values else None
 
 
+BOUNDS_US = [25, 50, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500,
+             10000, 20000, 50000, 100000, 1000000]  # serverkit/src/histogram.rs's BOUNDS_US
+
+
+def quantile_bound_us(buckets, max_us, q):
+    """The upper bound of the bucket holding quantile q, as serverkit::histogram computes it."""
+    rank, seen = -(-q * sum(buckets) // 1), 0
+    for i, n in enumerate(buckets):
+        seen += n
+        if seen >= rank and n > 0:
+            return min(BOUNDS_US[i] if i < len(BOUNDS_US) else max_us, max_us)
+    return max_us
+
+
+def timings_of(report):
+    """The APIs' `api: timings:` lines (';'-separated), each stage's buckets summed over the
+    instances: {stage: {"n", "mean_us", "p50_us", "p95_us", "p99_us", "max_us", "buckets"}}."""
+    stages = {}
+    for line in filter(None, report.split(";")):
+        name, *fields = line.split()
+        kv = dict(f.split("=", 1) for f in fields if "=" in f and "<=" not in f)
+        buckets = [int(b) for b in kv["buckets"].split(",")]
+        s = stages.setdefault(name, {"buckets": [0] * len(buckets), "sum_us": 0, "max_us": 0})
+        s["buckets"] = [a + b for a, b in zip(s["buckets"], buckets)]
+        n = int(kv["n"])
+        s["sum_us"] += int(kv.get("mean", "0us")[:-2]) * n
+        s["max_us"] = max(s["max_us"], int(kv.get("max", "0us")[:-2]))
+    out = {}
+    for name, s in stages.items():
+        n = sum(s["buckets"])
+        out[name] = {"n": n, "mean_us": s["sum_us"] // max(n, 1), "max_us": s["max_us"], "buckets": s["buckets"],
+                     **{f"p{q}_us": quantile_bound_us(s["buckets"], s["max_us"], q / 100) if n else None
+                        for q in (50, 95, 99)}}
+    return out
+
+
+def pg_delta(before, after):
+    """PostgreSQL's counters over a run (bench/lib.sh's pg_counters): commits, WAL flushes,
+    commits per flush and the mean flush in ms."""
+    if not before or not after:
+        return None
+    d = {k: after[k] - before[k] for k in after if isinstance(after[k], (int, float))}
+    syncs = d.get("wal_syncs") or 0
+    d["commits_per_flush"] = round(d["commits"] / syncs, 2) if syncs else None
+    d["mean_flush_ms"] = round(d["wal_sync_ms"] / syncs, 3) if syncs else None
+    d["wal_sync_ms"] = round(d["wal_sync_ms"], 1)
+    return d
+
+
+def breakdown(rows, prefix):
+    """Where the time went, per label and rate (medians over runs): the client's p50/p95/p99
+    for writes and statements, the API's stages (upper bounds of histogram buckets), and
+    PostgreSQL's flushes."""
+    rows = [r for r in rows if r["label"].startswith(prefix) and r.get("timings")]
+    print("| variant | rate | runs | writes p50 / p95 / p99 ms (client) | write in API p50 / p99 | queue p99 | "
+          "db call p50 / p99 | statements p99 (client) | statement call p99 | commits per flush | mean flush ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    keys = sorted({(r["label"], r["rate"]) for r in rows}, key=lambda k: (k[1], k[0]))
+    ms = lambda us: None if us is None else round(us / 1000, 2)
+    for label, rate in keys:
+        runs = [r for r in rows if r["label"] == label and r["rate"] == rate]
+        g = lambda name, key: median([r["groups"][name][key] for r in runs if name in r["groups"]])
+        t = lambda stage, key: ms(median([r["timings"].get(stage, {}).get(key) for r in runs]))
+        p = lambda key: median([(r.get("pg") or {}).get(key) for r in runs])
+        print(f"| {label[len(prefix):]} | x{rate:g} | {len(runs)} | {g('débitos', 'p50_ms')} / {g('débitos', 'p95_ms')} / "
+              f"{g('débitos', 'p99_ms')} | {t('write', 'p50_us')} / {t('write', 'p99_us')} | {t('write_queue', 'p99_us')} "
+              f"| {t('write_call', 'p50_us')} / {t('write_call', 'p99_us')} | {g('extratos', 'p99_ms')} "
+              f"| {t('statement_call', 'p99_us')} | {p('commits_per_flush')} | {p('mean_flush_ms')} |")
+
+
 def balancers(rows):
     contenders = ["ours-handoff", "ours-http", "ours-tcp", "nginx", "haproxy-http", "haproxy-tcp"]
     def pick(contender, pattern, key):
@@ -56,14 +126,15 @@ def stack_modes(rows, prefix="lb-"):
     """Medians per label and rate of the runs labelled PREFIX* (bench/stack-modes,
     bench/group-commit, bench/pg-settings)."""
     rows = [r for r in rows if r["label"].startswith(prefix)]
-    print("| variant | rate | runs | KO | p50 ms | load p99 ms | max ms | stack CPU µs/req | db | api1+api2 | lb |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | rate | runs | KO | p50 ms | p95 ms | load p99 ms | max ms | stack CPU µs/req | db | api1+api2 | lb |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     keys = sorted({(r["label"], r["rate"]) for r in rows}, key=lambda k: (k[1], k[0]))
     for label, rate in keys:
         runs = [r for r in rows if r["label"] == label and r["rate"] == rate]
         svc = lambda name: median([r["services"][name]["cpu_us_per_request"] for r in runs])
         print(f"| {label[len(prefix):]} | x{rate:g} | {len(runs)} | {sum(r['groups']['all requests']['ko'] for r in runs)} "
-              f"| {median([r['groups']['all requests']['p50_ms'] for r in runs])} | {median([load_p99(r) for r in runs])} "
+              f"| {median([r['groups']['all requests']['p50_ms'] for r in runs])} "
+              f"| {median([r['groups']['all requests']['p95_ms'] for r in runs])} | {median([load_p99(r) for r in runs])} "
               f"| {median([r['groups']['all requests']['max_ms'] for r in runs])} "
               f"| {median([r['stack_cpu_us_per_request'] for r in runs])} | {svc('db')} "
               f"| {median([r['services']['api1']['cpu_us_per_request'] + r['services']['api2']['cpu_us_per_request'] for r in runs])} "
@@ -77,6 +148,8 @@ if __name__ == "__main__":
         balancers([r for r in rows if r.get("date") == stamp])
     elif kind == "stack-modes":
         stack_modes([r for r in rows if r["date"] >= stamp], sys.argv[4] if len(sys.argv) > 4 else "lb-")
+        print()
+        breakdown([r for r in rows if r["date"] >= stamp], sys.argv[4] if len(sys.argv) > 4 else "lb-")
     else:
         # stack-runs: runs whose label starts with the given prefix, from `stamp` on
         prefix = sys.argv[4] if len(sys.argv) > 4 else ""

@@ -1,5 +1,7 @@
 //! The two endpoints, from a parsed request to a response.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
@@ -11,6 +13,7 @@ use serverkit::http::{self, BodyError};
 use crate::db::{Applied, Database, DbError, Statement};
 use crate::routes::{route, Endpoint};
 use crate::timestamp::{now_micros, rfc3339_micros};
+use crate::timings;
 use crate::validation::{parse_idempotency_key, parse_transaction};
 
 /// A valid body is under 100 bytes; this leaves room for spacing and ignored extra fields
@@ -33,10 +36,13 @@ pub async fn handle(request: Request<RequestBody>, db: Database) -> Response<Bod
     let Some(client) = route.client else {
         return error(StatusCode::NOT_FOUND, "no such client");
     };
-    match route.endpoint {
-        Endpoint::Transact => transact(request, client, &db).await,
-        Endpoint::Statement => statement(client, &db).await,
-    }
+    let started = Instant::now();
+    let (response, stage) = match route.endpoint {
+        Endpoint::Transact => (transact(request, client, &db).await, &timings::WRITE),
+        Endpoint::Statement => (statement(client, &db).await, &timings::STATEMENT),
+    };
+    stage.observe(started.elapsed());
+    response
 }
 
 async fn transact(request: Request<RequestBody>, client: i32, db: &Database) -> Response<Body> {

@@ -9,4 +9,5 @@ pub mod pool;
 pub mod routes;
 pub mod server;
 pub mod timestamp;
+pub mod timings;
 pub mod validation;

@@ -495,3 +495,48 @@ async fn a_held_row_does_not_hold_the_other_clients() {
         "only client 3's second transaction waited: {report:?}"
     );
 }
+
+/// The per-stage timings an instance prints when it stops (api/src/timings.rs): each stage
+/// counted once per request that went through it, 4xx included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_timed_in_each_stage_it_went_through() {
+    let api = TestApi::start(&[]).await;
+    let target = api.target.clone();
+    for valor in 1..=6 {
+        let reply = target
+            .post("/clientes/2/transacoes", &body(valor, "c", "timed"))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let refused = target
+        .post("/clientes/2/transacoes", &body(1_000_000, "d", "too much"))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let invalid = target
+        .post("/clientes/2/transacoes", &body(0, "c", "zero"))
+        .await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for _ in 0..3 {
+        assert_eq!(
+            target.get("/clientes/2/extrato").await.status,
+            StatusCode::OK
+        );
+    }
+    let TestApi { process, .. } = api;
+    process.signal("TERM");
+    let (status, stderr) = process.wait(Duration::from_secs(15));
+    assert!(status.success(), "{stderr}");
+    let count = |stage: &str| -> u64 {
+        let line = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("api: timings: {stage} n=")))
+            .unwrap_or_else(|| panic!("no timings for {stage}: {stderr}"));
+        line.split(' ').next().unwrap().parse().unwrap()
+    };
+    // Eight POSTs reached the handler; the invalid one never reached the database.
+    assert_eq!(count("write"), 8);
+    assert_eq!(count("write_queue"), 7);
+    assert_eq!(count("write_call"), 7, "one at a time: a batch each");
+    assert_eq!(count("statement"), 3);
+    assert_eq!(count("statement_call"), 3);
+}

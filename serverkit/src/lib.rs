@@ -4,6 +4,7 @@ pub mod backoff;
 pub mod config;
 pub mod deadline;
 pub mod handoff;
+pub mod histogram;
 pub mod http;
 pub mod lifecycle;
 pub mod limit;

@@ -23,6 +23,7 @@ pub use outcome::{Applied, DbError, Statement};
 use std::sync::Arc;
 
 use crate::config::{Config, TxShape};
+use crate::timings;
 use crate::validation::NewTransaction;
 use connections::{Connections, Use};
 use group_commit::GroupCommit;
@@ -103,14 +104,20 @@ impl Database {
 
     /// A read is safe to send twice: one whose connection was lost is read again.
     pub async fn statement(&self, client: i32) -> Result<Option<Statement>, DbError> {
+        let started = std::time::Instant::now();
         let read = || async |conn: &mut _| sql::statement(conn, client).await;
-        self.connections.run_retrying(Use::Read, read).await
+        let statement = self.connections.run_retrying(Use::Read, read).await;
+        timings::STATEMENT_CALL.observe(started.elapsed());
+        statement
     }
 
     /// Closes every connection; in-flight operations finish first.
     pub async fn close(&self) {
         if let Writes::Batched(group) = &self.writes {
             eprintln!("api: group commit: {}", group.report());
+        }
+        for line in timings::report() {
+            eprintln!("api: timings: {line}");
         }
         self.connections.close().await;
     }

@@ -39,6 +39,7 @@
 mod queue;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use sqlx::postgres::PgConnection;
 
@@ -47,6 +48,7 @@ use super::outcome::{Answer, DbError};
 use super::resume::resume;
 use super::sql::{self, Transaction};
 use crate::pool::Slot;
+use crate::timings;
 use queue::{Batch, Queue};
 
 /// How a leader's run of batches ended.
@@ -129,7 +131,10 @@ impl GroupCommit {
             let run =
                 self.connections
                     .bounded(sql::transact_batch(&mut lease, &batch.items, false));
-            match run.await {
+            let started = Instant::now();
+            let result = run.await;
+            timings::WRITE_CALL.observe(started.elapsed());
+            match result {
                 Ok(results) => batch.answer(results.into_iter().map(Ok).collect()),
                 // One item's data refused, the batch rolled back: each item alone instead.
                 Err(e) if e.is_refused_data() && batch.items.len() > 1 => {

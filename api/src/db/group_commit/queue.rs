@@ -4,17 +4,20 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use crate::db::outcome::{Answer, DbError};
 use crate::db::sql::Transaction;
+use crate::timings;
 
 /// A transaction in the queue, owning its description.
 type Item = Transaction<'static>;
 
 struct Waiting {
     id: u64,
+    enqueued: Instant,
     item: Item,
     answer: oneshot::Sender<Answer>,
 }
@@ -103,7 +106,12 @@ impl Queue {
         let id = self.next_id.fetch_add(1, Relaxed);
         let mut state = self.state.lock().expect("queue lock");
         let ready = state.is_ready(item.client);
-        state.waiting.push_back(Waiting { id, item, answer });
+        state.waiting.push_back(Waiting {
+            id,
+            enqueued: Instant::now(),
+            item,
+            answer,
+        });
         drop(state);
         if !ready {
             self.held.fetch_add(1, Relaxed);
@@ -154,6 +162,7 @@ impl Queue {
                 continue;
             }
             let w = state.waiting.remove(i).expect("index checked");
+            timings::WRITE_QUEUE.observe(w.enqueued.elapsed());
             if !batch.clients.contains(&client) {
                 batch.clients.push(client);
             }
