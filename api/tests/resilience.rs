@@ -362,3 +362,55 @@ async fn requests_during_a_database_restart_wait_for_it_and_succeed() {
         }
     }
 }
+
+/// A statement whose own read connection is stuck (its backend stopped, as a backend stalled
+/// by the scheduler or the disk would be) is read on a transaction connection instead of
+/// queueing behind it: under CPU starvation statements on the read connection alone timed out
+/// by hundreds (BENCHMARKS.md §15).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_takes_a_transaction_connection_when_its_own_is_busy() {
+    let api = TestApi::start(&[("DB_READ_POOL_SIZE", "1"), ("DB_POOL_SIZE", "2")]).await;
+    let target = api.target.clone();
+    assert_eq!(
+        target.get("/clientes/1/extrato").await.status,
+        StatusCode::OK
+    );
+    // The read connection is the only one that has run the statement's query.
+    let readers: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND query LIKE '%LEFT JOIN LATERAL%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut api.db.connect().await)
+    .await
+    .unwrap();
+    let [reader] = readers[..] else {
+        panic!("one read connection expected: {readers:?}");
+    };
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([format!("-{name}"), reader.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {reader}");
+    };
+    signal("STOP");
+    let stuck = {
+        let target = target.clone();
+        tokio::spawn(async move { target.get("/clientes/1/extrato").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let answered = target.get("/clientes/2/extrato").await;
+    let waited = started.elapsed();
+    signal("CONT");
+    assert_eq!(answered.status, StatusCode::OK);
+    assert!(
+        waited < Duration::from_secs(1),
+        "the second statement waited {waited:?} for the stuck connection"
+    );
+    assert_eq!(
+        stuck.await.unwrap().status,
+        StatusCode::OK,
+        "the first, once resumed"
+    );
+}

@@ -14,10 +14,13 @@ use crate::pool::{Lease, Pool, Slot};
 pub struct Connections {
     /// Credits and debits (and statement reads when `reads` is None).
     writes: Pool,
-    /// Statement reads only. A commit can wait a long time for the disk (a virtual disk's
+    /// Statement reads first. A commit can wait a long time for the disk (a virtual disk's
     /// flush measured 310 ms, bench/JOURNAL.md "The tail"), and then every transaction
     /// connection waits with it; a read needs no flush, and on a connection of its own it is
-    /// answered meanwhile.
+    /// answered meanwhile. A read takes whichever comes free first, one of these or a
+    /// transaction connection: on these alone, statements queued behind each other once the
+    /// database ran short of CPU and timed out by hundreds at ten times the official rate
+    /// (BENCHMARKS.md §15).
     reads: Option<Pool>,
     /// Bound for waiting for a free connection.
     acquire_timeout: Duration,
@@ -97,11 +100,18 @@ impl Connections {
         on: Use,
         operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let pool = match on {
-            Use::Read => self.reads.as_ref().unwrap_or(&self.writes),
-            Use::Write => &self.writes,
+        let acquire = async {
+            match (on, &self.reads) {
+                (Use::Read, Some(reads)) => tokio::select! {
+                    // Its own connections first when both are free.
+                    biased;
+                    lease = reads.acquire() => lease,
+                    lease = self.writes.acquire() => lease,
+                },
+                _ => self.writes.acquire().await,
+            }
         };
-        let mut lease = tokio::time::timeout_at(deadline, pool.acquire())
+        let mut lease = tokio::time::timeout_at(deadline, acquire)
             .await
             .map_err(|_| DbError::Timeout)??;
         let result = self.bounded(operation(&mut lease)).await;
