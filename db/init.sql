@@ -86,7 +86,8 @@ SELECT id, nome, limite, repeat(' ', 1000) FROM (VALUES
     (2, 'zan corp ltda', 800 * 100),
     (3, 'les cruders', 10000 * 100),
     (4, 'padaria joia de cocaia', 100000 * 100),
-    (5, 'kid mais', 5000 * 100)) AS seed (id, nome, limite);
+    (5, 'kid mais', 5000 * 100)
+) AS seed (id, nome, limite);
 ALTER TABLE clientes DROP COLUMN enchimento, RESET (fillfactor);
 
 -- Group commit (api/src/db/group_commit/): the credits and debits an API instance received while its
