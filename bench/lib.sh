@@ -40,6 +40,16 @@ start_stack() {
     return 1
 }
 
+# api_reports <LOG: what the APIs said at shutdown, for the results: batch_report (group
+# commit) and timings_report (api/src/timings.rs, a line per stage and instance), each a
+# ';'-separated list.
+api_reports() {
+    local log
+    log=$(cat)
+    batch_report=$( (grep -h "api: group commit:" <<<"$log" || true) | sed 's/.*group commit: //' | paste -sd ';' -)
+    timings_report=$( (grep -h "api: timings:" <<<"$log" || true) | sed 's/.*timings: //' | paste -sd ';' -)
+}
+
 stop_stack() {
     if [[ ${STACK:-native} == compose ]]; then
         stop_compose
@@ -47,10 +57,7 @@ stop_stack() {
     fi
     kill -TERM "$stack_pid" 2>/dev/null
     wait "$stack_pid" 2>/dev/null
-    # What the APIs said of their batches at shutdown (group commit), for the results.
-    batch_report=$( (grep -h "group commit:" "$stack_log" || true) | sed 's/.*group commit: //' | paste -sd ';' -)
-    # Where the APIs' time went (api/src/timings.rs), a line per stage and instance.
-    timings_report=$( (grep -h "api: timings:" "$stack_log" || true) | sed 's/.*timings: //' | paste -sd ';' -)
+    api_reports <"$stack_log"
     rm -f "$stack_log"
 }
 
@@ -80,18 +87,17 @@ start_compose() {
 
 stop_compose() {
     scripts/compose -p "$compose_project" stop --timeout 10 >/dev/null 2>&1
-    local logs
-    logs=$(scripts/compose -p "$compose_project" logs --no-color api1 api2 2>/dev/null || true)
-    batch_report=$( (grep -h "group commit:" <<<"$logs" || true) | sed 's/.*group commit: //' | paste -sd ';' -)
-    timings_report=$( (grep -h "api: timings:" <<<"$logs" || true) | sed 's/.*timings: //' | paste -sd ';' -)
+    api_reports < <(scripts/compose -p "$compose_project" logs --no-color api1 api2 2>/dev/null || true)
     scripts/compose -p "$compose_project" down -v --timeout 10 >/dev/null 2>&1
 }
 
-# pg_counters: PostgreSQL's own counts so far, as JSON: commits, WAL records, full-page
-# images, bytes, and the WAL flushes with their total time (track_wal_io_timing), so that a
-# run's commits per flush and mean flush time come from the database itself.
+# pg_counters: PostgreSQL's own counts so far, as JSON: the stack database's commits (read-only
+# ones included), WAL records, full-page images, bytes, and the WAL flushes with their total
+# time (track_wal_io_timing), so that a run's commits per flush and mean flush time come from
+# the database itself.
 pg_counters() {
-    local sql="SELECT json_build_object('commits', (SELECT sum(xact_commit) FROM pg_stat_database),
+    local sql="SELECT json_build_object('commits', (SELECT xact_commit FROM pg_stat_database
+        WHERE datname = current_database()),
         'wal_records', wal_records, 'wal_fpi', wal_fpi, 'wal_bytes', wal_bytes,
         'wal_writes', wal_write, 'wal_syncs', wal_sync, 'wal_sync_ms', wal_sync_time)
         FROM pg_stat_wal"

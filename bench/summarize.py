@@ -1,5 +1,7 @@
 """Medians of the benchmark results of one run (by date stamp), as Markdown tables."""
 import json
+import os
+import re
 import statistics
 import sys
 
@@ -9,8 +11,14 @@ def median(values):
     return round(statistics.median(values), 3) if values else None
 
 
-BOUNDS_US = [25, 50, 100, 150, 200, 300, 400, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500,
-             10000, 20000, 50000, 100000, 1000000]  # serverkit/src/histogram.rs's BOUNDS_US
+def histogram_bounds_us():
+    """serverkit/src/histogram.rs's BOUNDS_US, read from the source so there is one list."""
+    source = open(os.path.join(os.path.dirname(__file__), "../serverkit/src/histogram.rs")).read()
+    bounds = re.search(r"pub const BOUNDS_US: \[u64; \d+\] = \[(.*?)\];", source, re.S).group(1)
+    return [int(b.replace("_", "")) for b in bounds.replace(",", " ").split()]
+
+
+BOUNDS_US = histogram_bounds_us()
 
 
 def quantile_bound_us(buckets, max_us, q):

@@ -12,7 +12,7 @@ use crate::pool::{Lease, Pool, Slot};
 
 #[derive(Clone)]
 pub struct Connections {
-    /// Credits and debits (and statement reads when `reads` is None).
+    /// Credits and debits, and statement reads when `reads` is None or busy.
     writes: Pool,
     /// Statement reads first. A commit can wait a long time for the disk (a virtual disk's
     /// flush measured 310 ms, bench/JOURNAL.md "The tail"), and then every transaction

@@ -12,7 +12,8 @@
 //! leader takes batches until none can be taken, then gives the connection back and looks
 //! at the queue once more. A request that finds no free slot makes sure one task is waiting
 //! for the next slot to come free, whoever frees it (statement reads hold slots too when
-//! their own connections are busy, or with DB_READ_POOL_SIZE=0), to lead from there. So an enqueued request is never left without a leader.
+//! their own connections are busy, or with DB_READ_POOL_SIZE=0), to lead from there. So an
+//! enqueued request is never left without a leader.
 //!
 //! One batch per client at a time: while a batch holding a client's transactions runs, that
 //! client's newer transactions wait in the queue instead of taking another connection, where

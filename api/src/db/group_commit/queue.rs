@@ -104,11 +104,12 @@ impl Queue {
     pub fn push(&self, item: Item) -> (u64, oneshot::Receiver<Answer>, bool) {
         let (answer, receiver) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Relaxed);
+        let enqueued = Instant::now();
         let mut state = self.state.lock().expect("queue lock");
         let ready = state.is_ready(item.client);
         state.waiting.push_back(Waiting {
             id,
-            enqueued: Instant::now(),
+            enqueued,
             item,
             answer,
         });
