@@ -69,3 +69,51 @@ async fn concurrent_debits_never_pass_the_limit_and_nothing_is_lost() {
         );
     }
 }
+
+/// The database's own guard, whatever the API lets through: each field rule (domains since
+/// c4a56d0) and the limit rule refuse a bad row written directly, with check_violation, and
+/// nothing is stored.
+#[tokio::test]
+async fn the_database_refuses_bad_rows_written_directly() {
+    let db = testkit::TestDb::create().await;
+    let mut conn = db.connect().await;
+    let insert =
+        "INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos) \
+                  VALUES (1, $1, $2, $3, $4, 0)";
+    for (operation, (valor, tipo, descricao)) in [
+        (0, "c", "zero"),
+        (-5, "d", "negativo"),
+        (5, "x", "tipo"),
+        (5, "c", ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let refused = sqlx::query(insert)
+            .bind(valor)
+            .bind(tipo)
+            .bind(descricao)
+            .bind(operation as i64 + 1)
+            .execute(&mut conn)
+            .await
+            .expect_err("a bad row must be refused");
+        let code = refused.as_database_error().and_then(|e| e.code());
+        assert_eq!(
+            code.as_deref(),
+            Some("23514"),
+            "{valor} {tipo:?} {descricao:?}: {refused}"
+        );
+    }
+    for update in [
+        "UPDATE clientes SET saldo = -limite - 1 WHERE id = 1",
+        "UPDATE clientes SET limite = -1 WHERE id = 1",
+    ] {
+        let refused = sqlx::query(update)
+            .execute(&mut conn)
+            .await
+            .expect_err(update);
+        let code = refused.as_database_error().and_then(|e| e.code());
+        assert_eq!(code.as_deref(), Some("23514"), "{update}: {refused}");
+    }
+    assert_eq!(db.balance_and_count(1).await, (0, 0), "nothing stored");
+}
