@@ -13,15 +13,6 @@ use serverkit::listen::Listen;
 
 use sqlx::postgres::PgConnectOptions;
 
-/// How a credit or debit is run against PostgreSQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TxShape {
-    /// One SQL statement (lock, check, update, insert): one round trip, atomic on its own.
-    Statement,
-    /// BEGIN; SELECT ... FOR UPDATE; UPDATE; INSERT; COMMIT, driven from the API: five round trips.
-    Client,
-}
-
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: PgConnectOptions,
@@ -36,7 +27,6 @@ pub struct Config {
     /// Upper bound for getting a connection and for one database operation; past it the
     /// request gets 503 instead of hanging.
     pub db_timeout: Duration,
-    pub tx_shape: TxShape,
     /// Group commit: the most credits and debits one transaction applies; 1 runs each alone.
     pub batch_max: usize,
     pub max_connections: usize,
@@ -90,16 +80,6 @@ impl Config {
             );
         }
 
-        let tx_shape = match get("DB_TX_SHAPE").as_deref() {
-            None | Some("statement") => TxShape::Statement,
-            Some("client") => TxShape::Client,
-            Some(other) => {
-                return Err(format!(
-                    "DB_TX_SHAPE={other} is not valid: use statement (default) or client"
-                ))
-            }
-        };
-
         Ok(Config {
             database,
             listen,
@@ -108,7 +88,6 @@ impl Config {
             workers: number(&get, "API_WORKERS", 1, 1..=1024)?,
             db_wait: Duration::from_secs(number(&get, "DB_WAIT_SECS", 30, 0..=3600)?),
             db_timeout: Duration::from_millis(number(&get, "DB_TIMEOUT_MS", 2000, 1..=600_000)?),
-            tx_shape,
             batch_max: number(&get, "DB_BATCH_MAX", 16, 1..=1000)?,
             max_connections: number(&get, "API_MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
             drain: Duration::from_secs(number(&get, "API_DRAIN_SECS", 10, 0..=3600)?),
@@ -149,7 +128,7 @@ mod tests {
         assert_eq!(config.pool_size, 5);
         assert_eq!(config.read_pool_size, 1);
         assert_eq!(config.workers, 1);
-        assert_eq!(config.tx_shape, TxShape::Statement);
+        assert_eq!(config.batch_max, 16);
         assert_eq!(config.db_wait, Duration::from_secs(30));
     }
 
@@ -232,8 +211,8 @@ mod tests {
                 "API_WORKERS=two",
             ),
             (
-                &[DB, ("API_SOCKET", "/a"), ("DB_TX_SHAPE", "fast")],
-                "DB_TX_SHAPE=fast",
+                &[DB, ("API_SOCKET", "/a"), ("DB_BATCH_MAX", "0")],
+                "DB_BATCH_MAX=0",
             ),
             (
                 &[DB, ("API_SOCKET", "/a"), ("DB_TIMEOUT_MS", "-1")],

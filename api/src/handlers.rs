@@ -58,7 +58,7 @@ async fn transact(request: Request<RequestBody>, client: i32, db: &Database) -> 
         Ok(tx) => tx,
         Err(reason) => return error(StatusCode::UNPROCESSABLE_ENTITY, &reason),
     };
-    match db.transact(client, &tx, key).await {
+    match db.transact(client, tx, key).await {
         Ok(Applied::Done { balance, limit }) => json(
             StatusCode::OK,
             format!(r#"{{"limite":{limit},"saldo":{balance}}}"#),

@@ -23,12 +23,12 @@ pub async fn run(config: Config) -> Result<(), String> {
     // Database and drain timeouts are longer than this tick, so they never unpark.
     serverkit::timer::spawn_timer_anchor(Duration::from_millis(500));
     eprintln!(
-        "api: listening on {} (pool {}, reads {}, workers {}, tx {:?})",
+        "api: listening on {} (pool {}, reads {}, workers {}, batches of up to {})",
         server.describe(),
         config.pool_size,
         config.read_pool_size,
         config.workers,
-        config.tx_shape
+        config.batch_max
     );
     let api = Arc::new(Api { db: db.clone() });
     server

@@ -30,21 +30,32 @@ impl Kind {
     }
 }
 
-/// A transaction that passed every check.
+/// A credit or debit that passed every check: the one shape a transaction has from the
+/// request's body to the database (which adds only who asked and its operation id:
+/// `db::Operation`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewTransaction<'a> {
+pub struct Transaction<'a> {
     /// Cents, 1 ..= i32::MAX (balances are 32-bit; see db/init.sql).
     pub amount: i32,
     pub kind: Kind,
     pub description: Cow<'a, str>,
 }
 
-impl NewTransaction<'_> {
+impl Transaction<'_> {
     /// The change this transaction makes to a balance.
     pub fn signed_amount(&self) -> i64 {
         match self.kind {
             Kind::Credit => i64::from(self.amount),
             Kind::Debit => -i64::from(self.amount),
+        }
+    }
+
+    /// The same transaction owning its description, to wait in group commit's queue.
+    pub fn into_owned(self) -> Transaction<'static> {
+        Transaction {
+            amount: self.amount,
+            kind: self.kind,
+            description: Cow::Owned(self.description.into_owned()),
         }
     }
 }
@@ -62,7 +73,7 @@ struct Wire<'a> {
     descricao: Cow<'a, str>,
 }
 
-pub fn parse_transaction(body: &[u8]) -> Result<NewTransaction<'_>, String> {
+pub fn parse_transaction(body: &[u8]) -> Result<Transaction<'_>, String> {
     // serde would also accept a JSON array for a struct; the API takes objects only.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err("body must be a JSON object".into());
@@ -90,7 +101,7 @@ pub fn parse_transaction(body: &[u8]) -> Result<NewTransaction<'_>, String> {
             "descricao must not contain U+0000 (NUL), which the database cannot store".into(),
         );
     }
-    Ok(NewTransaction {
+    Ok(Transaction {
         amount,
         kind,
         description: wire.descricao,

@@ -1,17 +1,18 @@
-//! The balance rules under concurrency, across two API instances on one database, for both
-//! transaction shapes (`DB_TX_SHAPE`).
+//! The balance rules under concurrency, across two API instances on one database, with group
+//! commit's batches (the default) and with every transaction alone (`DB_BATCH_MAX=1`).
 
 use futures_util::future::join_all;
 use hyper::StatusCode;
 use testkit::{run_validations, TestApi};
 
-const SHAPES: [&str; 2] = ["statement", "client"];
+/// DB_BATCH_MAX: batches of up to 16 (the default), and each transaction alone.
+const BATCH_MAX: [&str; 2] = ["16", "1"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_validations_pass_across_two_instances() {
-    for shape in SHAPES {
-        let api = TestApi::start(&[("DB_TX_SHAPE", shape)]).await;
-        let (_second, other) = api.start_sibling("api2.sock", &[("DB_TX_SHAPE", shape)]);
+    for batch_max in BATCH_MAX {
+        let api = TestApi::start(&[("DB_BATCH_MAX", batch_max)]).await;
+        let (_second, other) = api.start_sibling("api2.sock", &[("DB_BATCH_MAX", batch_max)]);
         run_validations(&[api.target.clone(), other]).await;
     }
 }
@@ -20,11 +21,11 @@ async fn official_validations_pass_across_two_instances() {
 /// equals exactly what the 200 answers acknowledged, one stored row per acknowledgement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_debits_never_pass_the_limit_and_nothing_is_lost() {
-    for shape in SHAPES {
-        let api = TestApi::start(&[("DB_TX_SHAPE", shape), ("DB_POOL_SIZE", "8")]).await;
+    for batch_max in BATCH_MAX {
+        let api = TestApi::start(&[("DB_BATCH_MAX", batch_max), ("DB_POOL_SIZE", "8")]).await;
         let (_second, other) = api.start_sibling(
             "api2.sock",
-            &[("DB_TX_SHAPE", shape), ("DB_POOL_SIZE", "8")],
+            &[("DB_BATCH_MAX", batch_max), ("DB_POOL_SIZE", "8")],
         );
         let targets = [api.target.clone(), other];
         // Client 2 has limit 80000; 300 debits of 397..=696 total far more than that.
@@ -44,28 +45,34 @@ async fn concurrent_debits_never_pass_the_limit_and_nothing_is_lost() {
             match reply.status {
                 StatusCode::OK => {
                     let saldo = reply.json()["saldo"].as_i64().unwrap();
-                    assert!(saldo >= -80000, "{shape}: saldo {saldo}");
+                    assert!(saldo >= -80000, "DB_BATCH_MAX={batch_max}: saldo {saldo}");
                     acknowledged += *valor as i64;
                     count += 1;
                 }
                 StatusCode::UNPROCESSABLE_ENTITY => {}
-                other => panic!("{shape}: unexpected {other}: {}", reply.text()),
+                other => panic!(
+                    "DB_BATCH_MAX={batch_max}: unexpected {other}: {}",
+                    reply.text()
+                ),
             }
         }
         assert!(
             count > 100 && count < 300,
-            "{shape}: both outcomes happen ({count} applied)"
+            "DB_BATCH_MAX={batch_max}: both outcomes happen ({count} applied)"
         );
         let (saldo, rows) = api.db.balance_and_count(2).await;
         assert_eq!(
             i64::from(saldo),
             -acknowledged,
-            "{shape}: balance equals the acknowledged debits"
+            "DB_BATCH_MAX={batch_max}: balance equals the acknowledged debits"
         );
-        assert_eq!(rows, count, "{shape}: one row per acknowledged debit");
+        assert_eq!(
+            rows, count,
+            "DB_BATCH_MAX={batch_max}: one row per acknowledged debit"
+        );
         assert!(
             (-80000..-80000 + 697).contains(&saldo),
-            "{shape}: the limit was used up, saldo {saldo}"
+            "DB_BATCH_MAX={batch_max}: the limit was used up, saldo {saldo}"
         );
     }
 }

@@ -151,8 +151,8 @@ async fn statements_are_answered_while_every_transaction_connection_waits() {
 /// not applied later behind the client's back.
 #[tokio::test]
 async fn stalled_database_gives_503_and_applies_nothing() {
-    for shape in ["statement", "client"] {
-        let api = TestApi::start(&[("DB_TIMEOUT_MS", "300"), ("DB_TX_SHAPE", shape)]).await;
+    for batch_max in ["16", "1"] {
+        let api = TestApi::start(&[("DB_TIMEOUT_MS", "300"), ("DB_BATCH_MAX", batch_max)]).await;
         let lock = api.db.lock_client(1).await;
 
         let started = Instant::now();
@@ -160,12 +160,12 @@ async fn stalled_database_gives_503_and_applies_nothing() {
         assert_eq!(
             reply.status,
             StatusCode::SERVICE_UNAVAILABLE,
-            "{shape}: {}",
+            "DB_BATCH_MAX={batch_max}: {}",
             reply.text()
         );
         assert!(
             started.elapsed() < Duration::from_secs(2),
-            "{shape}: took {:?}",
+            "DB_BATCH_MAX={batch_max}: took {:?}",
             started.elapsed()
         );
 
@@ -174,7 +174,7 @@ async fn stalled_database_gives_503_and_applies_nothing() {
         assert_eq!(
             api.db.balance_and_count(1).await,
             (0, 0),
-            "{shape}: nothing applied"
+            "DB_BATCH_MAX={batch_max}: nothing applied"
         );
         // The instance is healthy again.
         assert_eq!(

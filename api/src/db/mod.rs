@@ -6,46 +6,37 @@
 //! instances behind the balancer always agree.
 //!
 //! `sql` runs statements on a connection; `connections` holds the pools and the deadlines;
-//! `group_commit` batches credits and debits; `operations` gives each one its id before it
-//! is sent, and `resume` uses the ids to resolve those whose commit was cut off; `outcome`
-//! has the types they all answer with. Imports run only downwards: this module →
-//! group_commit → resume → connections, sql → outcome; operations → connections.
+//! `group_commit` carries every credit and debit (a batch of one is the unbatched path) and
+//! resumes those whose commit was cut off; `operations` gives each one its id before it is
+//! sent, which is how a resume finds out what happened; `outcome` has the types they all
+//! answer with. Imports run only downwards: this module → group_commit → connections,
+//! sql → outcome; operations → connections.
 
 mod connections;
 mod group_commit;
 mod operations;
 mod outcome;
-mod resume;
 mod sql;
 
 pub use outcome::{Applied, DbError, Statement};
 
 use std::sync::Arc;
 
-use crate::config::{Config, TxShape};
+use crate::config::Config;
 use crate::timings;
-use crate::validation::NewTransaction;
+use crate::validation::Transaction;
 use connections::{Connections, Use};
 use group_commit::GroupCommit;
 use operations::Operations;
-use resume::resume;
-use sql::Transaction;
+use sql::Operation;
 
 #[derive(Clone)]
 pub struct Database {
     connections: Connections,
     operations: Arc<Operations>,
-    writes: Writes,
-}
-
-/// How credits and debits reach the database.
-#[derive(Clone)]
-enum Writes {
-    /// Group commit (the default).
-    Batched(GroupCommit),
-    /// Each alone (DB_BATCH_MAX=1, or the client-driven shape, kept unbatched to measure
-    /// against).
-    Alone(TxShape),
+    /// Every credit and debit goes through group commit; with DB_BATCH_MAX=1 each batch
+    /// holds one, which is the unbatched path.
+    writes: GroupCommit,
 }
 
 impl Database {
@@ -57,15 +48,10 @@ impl Database {
             .await
             .map_err(|e| format!("cannot reserve operation ids: {e}"))?;
         tokio::spawn(expire_keys(connections.clone()));
-        let writes = if config.batch_max > 1 && config.tx_shape == TxShape::Statement {
-            Writes::Batched(GroupCommit::new(connections.clone(), config.batch_max))
-        } else {
-            Writes::Alone(config.tx_shape)
-        };
         Ok(Database {
+            writes: GroupCommit::new(connections.clone(), config.batch_max),
             connections,
             operations: Arc::new(operations),
-            writes,
         })
     }
 
@@ -73,33 +59,16 @@ impl Database {
     pub async fn transact(
         &self,
         client: i32,
-        tx: &NewTransaction<'_>,
+        tx: Transaction<'_>,
         key: Option<&str>,
     ) -> Result<Applied, DbError> {
-        let operation = self.operations.next(&self.connections).await?;
-        let tx = Transaction::new(client, tx, operation, key);
-        let answer = match &self.writes {
-            Writes::Batched(group) => return group.transact(tx).await,
-            // Only the database function keeps Idempotency-Keys: a keyed one goes there.
-            Writes::Alone(TxShape::Client) if tx.key.is_none() => {
-                let run = async |conn: &mut _| sql::transact_client_side(conn, &tx).await;
-                self.connections.run(Use::Write, run).await
-            }
-            Writes::Alone(_) => {
-                let txs = std::slice::from_ref(&tx);
-                let run = async |conn: &mut _| sql::transact_batch(conn, txs, false).await;
-                self.connections.run(Use::Write, run).await.map(only)
-            }
+        let operation = Operation {
+            client,
+            id: self.operations.next(&self.connections).await?,
+            key: key.map(str::to_owned),
+            tx: tx.into_owned(),
         };
-        match answer {
-            // Its commit cut off: found out once the database is back (`resume`).
-            Err(e) if e.is_connection_lost() => {
-                resume(&self.connections, std::slice::from_ref(&tx), e)
-                    .await
-                    .map(only)
-            }
-            answer => answer,
-        }
+        self.writes.transact(operation).await
     }
 
     /// A read is safe to send twice: one whose connection was lost is read again.
@@ -113,19 +82,12 @@ impl Database {
 
     /// Closes every connection; in-flight operations finish first.
     pub async fn close(&self) {
-        if let Writes::Batched(group) = &self.writes {
-            eprintln!("api: group commit: {}", group.report());
-        }
+        eprintln!("api: group commit: {}", self.writes.report());
         for line in timings::report() {
             eprintln!("api: timings: {line}");
         }
         self.connections.close().await;
     }
-}
-
-/// The answer of a batch of one.
-fn only(mut applied: Vec<Applied>) -> Applied {
-    applied.pop().expect("one answer for one transaction")
 }
 
 /// How often Idempotency-Keys past their 24 hours are deleted (at start, then hourly; both

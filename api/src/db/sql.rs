@@ -1,54 +1,20 @@
 //! The SQL the API runs, each statement written and bound once, on a connection it is
 //! given: no pools, deadlines or retries here (`connections` and `group_commit` own those).
 
-use std::borrow::Cow;
-
 use sqlx::postgres::{PgConnection, PgRow};
-use sqlx::{Connection, Row};
+use sqlx::Row;
 
 use super::outcome::{Answer, Applied, DbError, Entry, Statement};
-use crate::validation::NewTransaction;
+use crate::validation::Transaction;
 
-/// One credit or debit for a client, as the database applies it.
-pub struct Transaction<'a> {
+/// A credit or debit on its way to the database: the transaction, the client it is for, its
+/// operation id (`operations`, stored with its row) and the client's Idempotency-Key if it
+/// sent one. It owns its text, to wait in group commit's queue.
+pub struct Operation {
     pub client: i32,
-    /// Signed: positive for a credit, negative for a debit.
-    pub delta: i64,
-    pub amount: i32,
-    pub kind: &'static str,
-    pub description: Cow<'a, str>,
-    /// Its operation id (`operations`), stored with its row.
-    pub operation: i64,
-    /// The client's Idempotency-Key, if it sent one.
-    pub key: Option<Cow<'a, str>>,
-}
-
-impl<'a> Transaction<'a> {
-    pub fn new(
-        client: i32,
-        tx: &'a NewTransaction<'_>,
-        operation: i64,
-        key: Option<&'a str>,
-    ) -> Transaction<'a> {
-        Transaction {
-            client,
-            delta: tx.signed_amount(),
-            amount: tx.amount,
-            kind: tx.kind.code(),
-            description: Cow::Borrowed(&tx.description),
-            operation,
-            key: key.map(Cow::Borrowed),
-        }
-    }
-
-    /// The same transaction owning its description, to wait in group commit's queue.
-    pub fn into_owned(self) -> Transaction<'static> {
-        Transaction {
-            description: Cow::Owned(self.description.into_owned()),
-            key: self.key.map(|k| Cow::Owned(k.into_owned())),
-            ..self
-        }
-    }
+    pub id: i64,
+    pub key: Option<String>,
+    pub tx: Transaction<'static>,
 }
 
 // A credit or debit in one statement: one round trip, and atomic without an explicit
@@ -89,14 +55,14 @@ const STATEMENT: &str = "\
      ORDER BY t.id DESC";
 
 /// One credit or debit, in one statement.
-pub async fn transact(conn: &mut PgConnection, tx: &Transaction<'_>) -> Answer {
+pub async fn transact(conn: &mut PgConnection, op: &Operation) -> Answer {
     let row = sqlx::query(TRANSACT)
-        .bind(tx.client)
-        .bind(tx.delta)
-        .bind(tx.amount)
-        .bind(tx.kind)
-        .bind(tx.description.as_ref())
-        .bind(tx.operation)
+        .bind(op.client)
+        .bind(op.tx.signed_amount())
+        .bind(op.tx.amount)
+        .bind(op.tx.kind.code())
+        .bind(op.tx.description.as_ref())
+        .bind(op.id)
         .fetch_one(conn)
         .await?;
     applied(&row)
@@ -108,36 +74,38 @@ pub async fn transact(conn: &mut PgConnection, tx: &Transaction<'_>) -> Answer {
 /// applied is answered as it was.
 pub async fn transact_batch(
     conn: &mut PgConnection,
-    txs: &[Transaction<'_>],
+    ops: &[Operation],
     resumed: bool,
 ) -> Result<Vec<Applied>, DbError> {
-    if let ([tx @ Transaction { key: None, .. }], false) = (txs, resumed) {
-        return Ok(vec![transact(conn, tx).await?]);
+    if let ([op @ Operation { key: None, .. }], false) = (ops, resumed) {
+        return Ok(vec![transact(conn, op).await?]);
     }
     let rows = sqlx::query(TRANSACT_BATCH)
-        .bind(txs.iter().map(|t| t.client).collect::<Vec<i32>>())
-        .bind(txs.iter().map(|t| t.delta).collect::<Vec<i64>>())
-        .bind(txs.iter().map(|t| t.amount).collect::<Vec<i32>>())
-        .bind(txs.iter().map(|t| t.kind).collect::<Vec<&str>>())
+        .bind(ops.iter().map(|o| o.client).collect::<Vec<i32>>())
         .bind(
-            txs.iter()
-                .map(|t| t.description.as_ref())
+            ops.iter()
+                .map(|o| o.tx.signed_amount())
+                .collect::<Vec<i64>>(),
+        )
+        .bind(ops.iter().map(|o| o.tx.amount).collect::<Vec<i32>>())
+        .bind(ops.iter().map(|o| o.tx.kind.code()).collect::<Vec<&str>>())
+        .bind(
+            ops.iter()
+                .map(|o| o.tx.description.as_ref())
                 .collect::<Vec<&str>>(),
         )
-        .bind(txs.iter().map(|t| t.operation).collect::<Vec<i64>>())
-        .bind(
-            txs.iter()
-                .map(|t| t.key.as_deref())
-                .collect::<Vec<Option<&str>>>(),
-        )
+        .bind(ops.iter().map(|o| o.id).collect::<Vec<i64>>())
+        .bind(ops.iter().map(|o| o.key.as_deref()).collect::<Vec<_>>())
         .bind(resumed)
         .fetch_all(conn)
         .await?;
-    if rows.len() != txs.len() {
+    // The function returns one row per item, in order; anything else is a bug on one side,
+    // and answering from it would give some request another's outcome.
+    if rows.len() != ops.len() {
         return Err(DbError::Batch(format!(
             "transact_batch answered {} rows for {} transactions",
             rows.len(),
-            txs.len()
+            ops.len()
         )));
     }
     rows.iter().map(applied).collect()
@@ -151,55 +119,16 @@ fn applied(row: &PgRow) -> Answer {
         return Ok(Applied::KeyReused);
     }
     Ok(match row.try_get::<Option<i32>, _>(1)? {
-        Some(balance) => Applied::Done {
-            balance,
-            limit: row.try_get(2)?,
-        },
+        Some(balance) => {
+            let limit: i32 = row.try_get(2)?;
+            // The rule the SQL applies and the table's CHECK backs, asserted where the
+            // answer leaves the database: a 200 never reports a balance past the limit.
+            assert!(balance >= -limit, "balance {balance} below limit {limit}");
+            Applied::Done { balance, limit }
+        }
         None if found => Applied::Refused,
         None => Applied::UnknownClient,
     })
-}
-
-/// The same rules as `TRANSACT`, in five round trips (`DB_TX_SHAPE=client`, kept to measure
-/// against). A refused or unknown-client transaction is rolled back explicitly, so the
-/// connection is left idle and can be reused.
-pub async fn transact_client_side(conn: &mut PgConnection, new: &Transaction<'_>) -> Answer {
-    let mut tx = conn.begin().await?;
-    let row = sqlx::query("SELECT saldo, limite FROM clientes WHERE id = $1 FOR UPDATE")
-        .bind(new.client)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else {
-        tx.rollback().await?;
-        return Ok(Applied::UnknownClient);
-    };
-    let (balance, limit): (i32, i32) = (row.try_get(0)?, row.try_get(1)?);
-    let balance = match i32::try_from(i64::from(balance) + new.delta) {
-        Ok(balance) if balance >= -limit => balance,
-        _ => {
-            tx.rollback().await?;
-            return Ok(Applied::Refused);
-        }
-    };
-    sqlx::query("UPDATE clientes SET saldo = $2 WHERE id = $1")
-        .bind(new.client)
-        .bind(balance)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos) \
-         VALUES ($1, $2, $3::char, $4, $5, $6)",
-    )
-    .bind(new.client)
-    .bind(new.amount)
-    .bind(new.kind)
-    .bind(new.description.as_ref())
-    .bind(new.operation)
-    .bind(balance)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(Applied::Done { balance, limit })
 }
 
 /// Deletes the Idempotency-Keys past their 24 hours; how many.

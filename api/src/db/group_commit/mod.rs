@@ -38,6 +38,7 @@
 //! the API gives up, so a 503 for slowness never hides an applied transaction.
 
 mod queue;
+mod resume;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,11 +47,11 @@ use sqlx::postgres::PgConnection;
 
 use super::connections::Connections;
 use super::outcome::{Answer, DbError};
-use super::resume::resume;
-use super::sql::{self, Transaction};
+use super::sql::{self, Operation};
 use crate::pool::Slot;
 use crate::timings;
 use queue::{Batch, Queue};
+use resume::resume;
 
 /// How a leader's run of batches ended.
 enum End<'q> {
@@ -77,8 +78,8 @@ impl GroupCommit {
     }
 
     /// Waits in the queue for a batch, starting a leader if a connection is free.
-    pub async fn transact(&self, tx: Transaction<'_>) -> Answer {
-        let (id, mut answer, ready) = self.queue.push(tx.into_owned());
+    pub async fn transact(&self, op: Operation) -> Answer {
+        let (id, mut answer, ready) = self.queue.push(op);
         if ready {
             self.start_leader();
         }
@@ -181,11 +182,7 @@ impl GroupCommit {
     /// Runs each item as a transaction of its own, each under the operation deadline, and
     /// whether the connection is still fit for use. Once one fails for another reason than
     /// its data, the rest are not sent and get that failure.
-    async fn run_alone(
-        &self,
-        conn: &mut PgConnection,
-        items: &[Transaction<'static>],
-    ) -> (Vec<Answer>, bool) {
+    async fn run_alone(&self, conn: &mut PgConnection, items: &[Operation]) -> (Vec<Answer>, bool) {
         let mut answers = Vec::with_capacity(items.len());
         let mut broken: Option<DbError> = None;
         for item in items {

@@ -9,11 +9,10 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 use crate::db::outcome::{Answer, DbError};
-use crate::db::sql::Transaction;
+use crate::db::sql::Operation;
 use crate::timings;
 
-/// A transaction in the queue, owning its description.
-type Item = Transaction<'static>;
+type Item = Operation;
 
 struct Waiting {
     id: u64,
@@ -34,6 +33,8 @@ pub struct Batch<'q> {
 impl Batch<'_> {
     /// Answers each item with its own result, in order.
     pub fn answer(mut self, results: Vec<Answer>) {
+        // One answer per item, or some request would get another's outcome or none.
+        assert_eq!(results.len(), self.answers.len(), "answers for a batch");
         for (answer, result) in std::mem::take(&mut self.answers).into_iter().zip(results) {
             let _ = answer.send(result);
         }
@@ -206,19 +207,20 @@ mod tests {
     use super::*;
 
     fn item(client: i32, amount: i32) -> Item {
-        Transaction {
+        Operation {
             client,
-            delta: amount.into(),
-            amount,
-            kind: "c",
-            description: "x".into(),
-            operation: 0,
+            id: 0,
             key: None,
+            tx: crate::validation::Transaction {
+                amount,
+                kind: crate::validation::Kind::Credit,
+                description: "x".into(),
+            },
         }
     }
 
     fn amounts(batch: &Batch) -> Vec<i32> {
-        batch.items.iter().map(|i| i.amount).collect()
+        batch.items.iter().map(|i| i.tx.amount).collect()
     }
 
     #[test]
@@ -237,7 +239,7 @@ mod tests {
         assert_eq!(amounts(&queue.take()), [5], "client 3 goes on");
         assert!(!queue.has_ready());
         assert_eq!(amounts(&queue.take()), [] as [i32; 0]);
-        first.answer(Vec::new());
+        first.fail(&DbError::Timeout);
         assert!(queue.has_ready());
         assert_eq!(amounts(&queue.take()), [4, 6], "in order of arrival");
         assert!(queue.report().ends_with("2 held for their client's batch"));

@@ -4,19 +4,19 @@
 //! resumed batch: each one already there (found by its operation id) is answered with the
 //! balance it left, each one not there is applied now, for the first and only time.
 
-use super::connections::{Connections, Use};
-use super::outcome::{Applied, DbError};
-use super::sql::{self, Transaction};
+use crate::db::connections::{Connections, Use};
+use crate::db::outcome::{Applied, DbError};
+use crate::db::sql::{self, Operation};
 
-/// Resolves `txs` after `cut_off` ended their first attempt, until the acquire deadline
+/// Resolves `ops` after `cut_off` ended their first attempt, until the acquire deadline
 /// (DB_TIMEOUT_MS) from now; past it, 503, and they are never applied later: nothing of
 /// ours sends them again.
-pub async fn resume(
+pub(super) async fn resume(
     connections: &Connections,
-    txs: &[Transaction<'_>],
+    ops: &[Operation],
     cut_off: DbError,
 ) -> Result<Vec<Applied>, DbError> {
-    eprintln!("api: {cut_off}; resuming {} transactions", txs.len());
-    let resumed = || async |conn: &mut _| sql::transact_batch(conn, txs, true).await;
+    eprintln!("api: {cut_off}; resuming {} transactions", ops.len());
+    let resumed = || async |conn: &mut _| sql::transact_batch(conn, ops, true).await;
     connections.run_retrying(Use::Write, resumed).await
 }
