@@ -1,5 +1,5 @@
 //! L7 mode: each client request is forwarded over a pooled HTTP/1.1 connection to an
-//! upstream (`crate::pool`).
+//! upstream (`crate::pool`, one pool per upstream, kept here: only this mode has them).
 //!
 //! Bodies are small here (under 100 bytes), so both directions are read whole, within bounds:
 //! a request can then be offered to another upstream when the first one turns out to be
@@ -13,8 +13,9 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, HOST};
 use hyper::{Method, Request, Response, StatusCode};
 use serverkit::deadline::RequestBody;
 use serverkit::http::{self, BodyError};
+use serverkit::server::{Connection, Drain, Handler};
 
-use crate::pool::Checkout;
+use crate::pool::{Checkout, Pool};
 use crate::state::State;
 use crate::upstream::Upstream;
 
@@ -34,11 +35,41 @@ enum Failure {
     TimedOut,
 }
 
+/// http mode's handler: every request of a client connection forwarded on its own.
+pub struct HttpProxy {
+    state: Arc<State>,
+    /// Per upstream, in the order of `state.upstreams`.
+    pools: Arc<[Pool]>,
+}
+
+impl HttpProxy {
+    /// A pool per upstream, empty: connections are opened on first use.
+    pub fn new(state: Arc<State>) -> HttpProxy {
+        let pools = state.upstreams.iter().map(|_| Pool::default()).collect();
+        HttpProxy { state, pools }
+    }
+}
+
+impl Handler for HttpProxy {
+    fn serve(&self, batch: &mut Vec<Connection>, drain: &Drain) {
+        for connection in batch.drain(..) {
+            let (state, pools) = (self.state.clone(), self.pools.clone());
+            http::spawn_connection(connection, drain, move |request| {
+                proxy(request, state.clone(), pools.clone())
+            });
+        }
+    }
+}
+
 /// Forwards one client request and returns the answer for the client: the upstream's, or
 /// the balancer's own 4xx/5xx.
-pub async fn proxy(request: Request<RequestBody>, state: Arc<State>) -> Response<Body> {
+async fn proxy(
+    request: Request<RequestBody>,
+    state: Arc<State>,
+    pools: Arc<[Pool]>,
+) -> Response<Body> {
     match prepare(request, &state).await {
-        Ok(prepared) => forward(prepared, &state).await,
+        Ok(prepared) => forward(prepared, &state, &pools).await,
         Err(refusal) => refusal,
     }
 }
@@ -118,7 +149,7 @@ fn replayable(method: &Method, headers: &HeaderMap) -> bool {
 /// The failover loop: the candidates in the strategy's order, skipping those down, until
 /// one answers. A request never written moves on; one written to an exchange that broke is
 /// replayed only if it may be (`replayable`); a timeout ends it with 504.
-async fn forward(prepared: Prepared, state: &State) -> Response<Body> {
+async fn forward(prepared: Prepared, state: &State, pools: &[Pool]) -> Response<Body> {
     let Prepared {
         request,
         mut replay,
@@ -126,15 +157,11 @@ async fn forward(prepared: Prepared, state: &State) -> Response<Body> {
     } = prepared;
     let mut request = Some(request);
     let mut broke = false;
-    for index in state.selection.candidates(&state.upstreams, key.as_deref()) {
-        let upstream = &state.upstreams[index];
-        if upstream.is_down() {
-            continue;
-        }
+    for (index, upstream) in state.candidates(key.as_deref()) {
         let Some(outgoing) = request.take() else {
             break;
         };
-        match exchange(upstream, outgoing, state).await {
+        match exchange(upstream, &pools[index], outgoing, state).await {
             Ok(response) => return response,
             Err(Failure::NotSent(back)) => request = Some(back),
             Err(Failure::TimedOut) => {
@@ -162,17 +189,22 @@ async fn forward(prepared: Prepared, state: &State) -> Response<Body> {
 /// One request against one upstream, over a pooled connection or a new one.
 async fn exchange(
     upstream: &Upstream,
+    pool: &Pool,
     mut request: Request<Body>,
     state: &State,
 ) -> Result<Response<Body>, Failure> {
     let _in_flight = upstream.begin();
+    // Connections to a failing upstream are suspect; fresh ones are opened when it is back.
+    let failed = || {
+        upstream.health.mark_failed();
+        pool.clear();
+    };
     loop {
-        let Ok(Checkout { mut sender, reused }) = upstream
-            .pool
+        let Ok(Checkout { mut sender, reused }) = pool
             .checkout(&upstream.addr, state.config.connect_timeout)
             .await
         else {
-            upstream.mark_failed();
+            failed();
             return Err(Failure::NotSent(request));
         };
         // Err(Some(request)): never written, here it is back. Err(None): it was written.
@@ -191,22 +223,22 @@ async fn exchange(
         match tokio::time::timeout(state.config.timeout, attempt).await {
             Err(_) => {
                 // A frozen instance: let the next requests go elsewhere for a while.
-                upstream.mark_failed();
+                failed();
                 return Err(Failure::TimedOut);
             }
             Ok(Ok((mut parts, body))) => {
-                upstream.mark_ok();
-                upstream.pool.checkin(sender);
+                upstream.health.mark_ok();
+                pool.checkin(sender);
                 strip_hop_by_hop(&mut parts.headers);
                 return Ok(Response::from_parts(parts, Full::new(body)));
             }
             Ok(Err(Some(back))) if reused => request = back, // never written: retry here
             Ok(Err(Some(back))) => {
-                upstream.mark_failed();
+                failed();
                 return Err(Failure::NotSent(back));
             }
             Ok(Err(None)) => {
-                upstream.mark_failed();
+                failed();
                 return Err(Failure::Broken);
             }
         }

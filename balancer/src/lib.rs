@@ -7,6 +7,7 @@ pub mod address;
 pub mod client;
 pub mod config;
 pub mod handoff;
+pub mod health;
 pub mod http_proxy;
 pub mod pool;
 pub mod selection;

@@ -12,8 +12,9 @@ use serverkit::server::{Connection, Drain, Handler, Server};
 
 use crate::config::Mode;
 use crate::handoff::Dispatcher;
+use crate::http_proxy::{self, HttpProxy};
 use crate::state::State;
-use crate::{http_proxy, tcp_proxy};
+use crate::tcp_proxy::TcpProxy;
 
 /// Admin connections at once: it is for a person or a monitor, not for load.
 const ADMIN_MAX_CONNECTIONS: usize = 16;
@@ -53,32 +54,19 @@ pub async fn run(state: State, listener: std::os::fd::RawFd) -> Result<(), Strin
         upstreams.join(", ")
     );
     let shutdown = serverkit::lifecycle::shutdown_signal();
+    // The mode is chosen here, once: each has a handler of its own.
     match config.mode {
         Mode::Handoff => {
             let dispatcher = Dispatcher::start(state.clone());
             server.run("balancer", dispatcher, shutdown).await
         }
-        Mode::Http | Mode::Tcp => {
-            server
-                .run("balancer", Arc::new(Proxy(state)), shutdown)
-                .await
+        Mode::Http => {
+            let proxy = Arc::new(HttpProxy::new(state.clone()));
+            server.run("balancer", proxy, shutdown).await
         }
-    }
-}
-
-/// http and tcp modes: each client connection is served here, through an upstream.
-struct Proxy(Arc<State>);
-
-impl Handler for Proxy {
-    fn serve(&self, batch: &mut Vec<Connection>, drain: &Drain) {
-        for connection in batch.drain(..) {
-            let state = self.0.clone();
-            match state.config.mode {
-                Mode::Tcp => tcp_proxy::spawn(connection, state),
-                _ => serverkit::http::spawn_connection(connection, drain, move |request| {
-                    http_proxy::proxy(request, state.clone())
-                }),
-            }
+        Mode::Tcp => {
+            let proxy = Arc::new(TcpProxy(state.clone()));
+            server.run("balancer", proxy, shutdown).await
         }
     }
 }

@@ -5,17 +5,24 @@
 use std::sync::Arc;
 
 use serverkit::deadline::{Phase, Watch, Watched};
-use serverkit::server::Connection;
+use serverkit::server::{Connection, Drain, Handler};
 use tokio::net::TcpStream;
 
 use crate::address::Stream;
 use crate::state::State;
 use crate::unavailable;
 
-/// Copies bytes between the client and an upstream in a task of its own, holding the
-/// connection's permit until both sides are done.
-pub fn spawn(connection: Connection, state: Arc<State>) {
-    crate::client::spawn_on_tcp(connection, |client, watch| relay(client, watch, state));
+/// tcp mode's handler: each client connection relayed to an upstream in a task of its own,
+/// which holds the connection's permit until both sides are done.
+pub struct TcpProxy(pub Arc<State>);
+
+impl Handler for TcpProxy {
+    fn serve(&self, batch: &mut Vec<Connection>, _drain: &Drain) {
+        for connection in batch.drain(..) {
+            let state = self.0.clone();
+            crate::client::spawn_on_tcp(connection, |client, watch| relay(client, watch, state));
+        }
+    }
 }
 
 /// The relay keeps the client's watch informed without parsing HTTP: a read that holds the
@@ -27,11 +34,7 @@ pub fn spawn(connection: Connection, state: Arc<State>) {
 /// arrive in one packet.
 async fn relay(client: TcpStream, watch: Watch, state: Arc<State>) {
     let mut client = Watched::new(client, watch.clone(), client_sent);
-    for index in state.selection.candidates(&state.upstreams, None) {
-        let upstream = &state.upstreams[index];
-        if upstream.is_down() {
-            continue;
-        }
+    for (_, upstream) in state.candidates(None) {
         let _in_flight = upstream.begin();
         match upstream
             .addr
@@ -39,7 +42,7 @@ async fn relay(client: TcpStream, watch: Watch, state: Arc<State>) {
             .await
         {
             Ok(stream) => {
-                upstream.mark_ok();
+                upstream.health.mark_ok();
                 // Either side closing or failing ends the connection; nothing to report.
                 let answered = |w: &Watch, _: &[u8]| w.enter(Phase::Idle);
                 let _ = match stream {
@@ -54,7 +57,7 @@ async fn relay(client: TcpStream, watch: Watch, state: Arc<State>) {
                 };
                 return;
             }
-            Err(_) => upstream.mark_failed(),
+            Err(_) => upstream.health.mark_failed(),
         }
     }
     watch.enter(Phase::Busy); // refuse is bounded on its own

@@ -1,31 +1,26 @@
-//! One upstream: its address, counters, health, the load it reports (handoff mode) and its
-//! pool of HTTP connections (http mode).
+//! One upstream as every mode sees it: its address, its health (`crate::health`), the load
+//! the strategies read, and its statistics. What only one mode keeps per upstream lives in
+//! that mode's module (http mode's pool of connections), or is the handoff link, whose
+//! receiver reports its own load.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-use serverkit::backoff::Backoff;
-use serverkit::load::{count_path, CountView};
+use serverkit::handoff::Link;
 
 use crate::address::UpstreamAddr;
-use crate::pool::Pool;
+use crate::health::Health;
 
-/// How long a failed upstream is skipped: doubles per consecutive failure, up to a second.
-pub const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
-
+/// An upstream API instance.
 pub struct Upstream {
+    /// Where it is.
     pub addr: UpstreamAddr,
+    /// Whether it is worth trying.
+    pub health: Health,
     in_flight: AtomicUsize,
     requests: AtomicU64,
-    failures: AtomicU64,
-    consecutive_failures: AtomicU32,
-    /// Milliseconds on `clock()` before which the upstream is skipped; 0 when up.
-    down_until: AtomicU64,
-    pub pool: Pool,
-    /// The connections the upstream itself reports open (handoff mode, where the balancer
-    /// never sees a connection close): `serverkit::load`.
-    reported: Mutex<Option<CountView>>,
+    /// Handoff mode: the link to its handoff socket, which also reads the connections the
+    /// upstream reports open (the balancer never sees a handed-over connection close).
+    pub handoff: Option<Link>,
 }
 
 /// Counts one request or connection in flight for as long as it lives.
@@ -37,41 +32,23 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn clock() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
-}
-
 impl Upstream {
-    pub fn new(addr: UpstreamAddr) -> Upstream {
+    /// An upstream at `addr`, up, with nothing in flight; `handoff` for handoff mode.
+    pub fn new(addr: UpstreamAddr, handoff: Option<Link>) -> Upstream {
         Upstream {
             addr,
+            health: Health::default(),
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            consecutive_failures: AtomicU32::new(0),
-            down_until: AtomicU64::new(0),
-            pool: Pool::default(),
-            reported: Mutex::new(None),
+            handoff,
         }
     }
 
     /// Requests (http mode) or connections (tcp mode) in flight through us, plus the
     /// connections the upstream reports open itself (handoff mode).
     pub fn in_flight(&self) -> usize {
-        let reported = self.reported.lock().unwrap();
-        self.in_flight.load(Relaxed) + reported.as_ref().map_or(0, |c| c.get() as usize)
-    }
-
-    /// Starts (or keeps) reading the count the upstream publishes beside its handoff socket
-    /// at `socket`; a restarted upstream reuses the file, a new file is mapped afresh.
-    pub fn read_reported_count(&self, socket: &std::path::Path) -> std::io::Result<()> {
-        let path = count_path(socket);
-        let mut reported = self.reported.lock().unwrap();
-        if !reported.as_ref().is_some_and(|c| c.maps(&path)) {
-            *reported = Some(CountView::open(&path)?);
-        }
-        Ok(())
+        let reported = self.handoff.as_ref().map_or(0, Link::open_connections);
+        self.in_flight.load(Relaxed) + reported as usize
     }
 
     /// Counts connections handed over to this upstream (handoff mode).
@@ -95,42 +72,14 @@ impl Upstream {
         InFlight(self)
     }
 
-    pub fn is_down(&self) -> bool {
-        let until = self.down_until.load(Relaxed);
-        until != 0 && clock() < until
-    }
-
-    /// A failure: counted, and the upstream is skipped for a backoff that grows while the
-    /// failures continue, so a dead instance costs almost nothing and a restarted one is
-    /// back within a second.
-    pub fn mark_failed(&self) {
-        self.failures.fetch_add(1, Relaxed);
-        let streak = self
-            .consecutive_failures
-            .fetch_add(1, Relaxed)
-            .saturating_add(1);
-        let backoff = BACKOFF.after(streak);
-        self.down_until
-            .store(clock() + backoff.as_millis() as u64, Relaxed);
-        // Connections to a failing upstream are suspect; open fresh ones when it is back.
-        self.pool.clear();
-    }
-
-    pub fn mark_ok(&self) {
-        if self.down_until.load(Relaxed) != 0 {
-            self.down_until.store(0, Relaxed);
-            self.consecutive_failures.store(0, Relaxed);
-        }
-    }
-
     /// `{"upstream": ..., "requests": ..., "in_flight": ..., "failures": ..., "up": ...}`
     pub fn stats(&self) -> serde_json::Value {
         serde_json::json!({
             "upstream": self.addr.to_string(),
             "requests": self.requests.load(Relaxed),
             "in_flight": self.in_flight(),
-            "failures": self.failures.load(Relaxed),
-            "up": !self.is_down(),
+            "failures": self.health.failures(),
+            "up": !self.health.is_down(),
         })
     }
 }

@@ -300,7 +300,7 @@ async fn an_api_whose_count_cannot_be_read_is_skipped_not_treated_as_idle() {
     let api = TestApi::start(&[]).await;
     let (_second, _) = api.start_sibling("api2.sock", &[]);
     let first = handoff_socket(&api.dir.join("api.sock"));
-    std::fs::remove_file(serverkit::load::count_path(&first)).unwrap();
+    std::fs::remove_file(serverkit::handoff::count::count_path(&first)).unwrap();
     let lb = Balancer::start(
         &[&first, &handoff_socket(&api.dir.join("api2.sock"))],
         &[
@@ -327,7 +327,7 @@ async fn an_api_whose_count_cannot_be_read_is_skipped_not_treated_as_idle() {
     let (_, stderr) = lb.process.wait(Duration::from_secs(15));
     assert!(
         stderr.contains("cannot read its connection count")
-            && stderr.contains("power-of-two needs it"),
+            && stderr.contains("placing by load needs it"),
         "{stderr}"
     );
 }

@@ -9,7 +9,6 @@ pub mod http;
 pub mod lifecycle;
 pub mod limit;
 pub mod listen;
-pub mod load;
 pub mod quiet;
 pub mod server;
 mod source;

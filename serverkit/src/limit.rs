@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::load::SharedCount;
+use crate::handoff::count::SharedCount;
 
 #[derive(Clone)]
 pub struct ConnectionLimit {
@@ -22,7 +22,7 @@ pub struct ConnectionLimit {
 #[derive(Default)]
 struct Counts {
     open: AtomicUsize,
-    /// The same number, where other processes read it (`crate::load`).
+    /// The same number, where other processes read it (`handoff::count`).
     published: Option<SharedCount>,
 }
 
@@ -130,7 +130,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("count");
         let limit = ConnectionLimit::new(2).publish(SharedCount::create(&path).unwrap());
-        let view = crate::load::CountView::open(&path).unwrap();
+        let view = crate::handoff::count::CountView::open(&path).unwrap();
         let mut a = limit.acquire().await;
         let mut b = limit.try_acquire().expect("a second place");
         assert!(limit.try_acquire().is_none(), "full at two");

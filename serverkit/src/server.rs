@@ -16,7 +16,6 @@ use crate::deadline::{Deadlines, Watchlist};
 use crate::handoff;
 use crate::limit::ConnectionLimit;
 use crate::listen::{bind, Bound, Listen};
-use crate::load::{count_path, SharedCount};
 use crate::quiet::QuietListener;
 use crate::source::Source;
 
@@ -31,7 +30,7 @@ pub struct Server {
 
 impl Server {
     /// Binds every address in `listens`. With a handoff socket among them, the number of
-    /// open connections is published beside it (`crate::load`) for the balancer.
+    /// open connections is published beside it (`handoff::count`) for the balancer.
     pub fn bind(
         listens: &[Listen],
         max_connections: usize,
@@ -43,10 +42,7 @@ impl Server {
         for listen in listens {
             let bound = bind(listen)?;
             if let Listen::Handoff(path) = listen {
-                let count = count_path(path);
-                let shared = SharedCount::create(&count)
-                    .map_err(|e| format!("cannot create {}: {e}", count.display()))?;
-                limit = limit.publish(shared);
+                limit = limit.publish(handoff::count::publish_beside(path)?);
             }
             sources.push((listen.clone(), bound));
         }

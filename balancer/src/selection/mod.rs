@@ -152,7 +152,7 @@ pub(crate) mod tests {
 
     pub fn upstreams(n: usize) -> Vec<Upstream> {
         (0..n)
-            .map(|i| Upstream::new(UpstreamAddr::Unix(format!("/u{i}").into())))
+            .map(|i| Upstream::new(UpstreamAddr::Unix(format!("/u{i}").into()), None))
             .collect()
     }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use balancer::config::Mode;
+use balancer::health::BACKOFF;
 use balancer::selection::Strategy;
-use balancer::upstream::BACKOFF;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};

@@ -10,48 +10,28 @@
 //! (at its connection limit, it stops reading) is passed over for this connection only; when
 //! every upstream is full, connections wait here, in arrival order, holding their permits
 //! (so the balancer stops accepting once `LB_MAX_CONNECTIONS` wait) and get 503 after
-//! `LB_TIMEOUT_MS`. With no upstream up the balancer answers 503 itself.
+//! `LB_TIMEOUT_MS` (`waiting`). With no upstream up the balancer answers 503 itself.
+//! Moving a connection (the links, their reconnection, the upstreams' own counts) is
+//! `serverkit::handoff`; this module only places.
 
-use std::collections::VecDeque;
-use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod waiting;
 
-use tokio::sync::Notify;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serverkit::deadline::Phase;
-use serverkit::handoff::{self, MAX_BATCH};
+use serverkit::handoff::{Sent, MAX_BATCH};
 use serverkit::server::{Connection, Drain, Handler};
 
-use crate::address::UpstreamAddr;
 use crate::state::State;
 use crate::unavailable;
+use waiting::{Waiting, RETRY};
 
-/// How often connections that found every upstream full try again. A timer rather than
-/// write readiness: registering the links for writability would wake the balancer each
-/// time an upstream takes a message (see serverkit::quiet).
-const RETRY: Duration = Duration::from_millis(2);
-
+/// handoff mode's handler: places each batch of accepted connections on the upstreams.
 pub struct Dispatcher {
     state: Arc<State>,
-    /// Per upstream, the connected handoff socket, opened on first use and again after it
-    /// breaks.
-    links: Vec<Mutex<Option<OwnedFd>>>,
-    /// Connections that found every upstream full, oldest first, with when they came.
-    waiting: Mutex<VecDeque<(Instant, Connection)>>,
-    /// Wakes the retry task when `waiting` stops being empty.
-    wake: Notify,
-}
-
-/// How one send to one upstream went.
-enum Sent {
-    Yes,
-    /// The upstream has too many connections queued: try another.
-    Full,
-    /// The upstream is not there (now marked down): try another.
-    Down,
+    waiting: Waiting,
 }
 
 impl Handler for Dispatcher {
@@ -61,14 +41,10 @@ impl Handler for Dispatcher {
         for connection in batch.iter() {
             connection.watch.enter(Phase::Busy);
         }
-        let mut waiting = self.waiting.lock().unwrap();
-        if !waiting.is_empty() {
-            // Older connections are waiting for room: queue behind them.
-            let now = Instant::now();
-            waiting.extend(batch.drain(..).map(|c| (now, c)));
+        // Older connections waiting for room go first.
+        if self.waiting.queue_behind(batch) {
             return;
         }
-        drop(waiting);
         let full = self.hand_over(batch);
         self.left_over(batch, full);
     }
@@ -77,12 +53,13 @@ impl Handler for Dispatcher {
 impl Dispatcher {
     /// The dispatcher, and its task that retries waiting connections (call on the runtime).
     pub fn start(state: Arc<State>) -> Arc<Dispatcher> {
-        let links = state.upstreams.iter().map(|_| Mutex::new(None)).collect();
+        assert!(
+            state.upstreams.iter().all(|u| u.handoff.is_some()),
+            "handoff mode gives every upstream a link"
+        );
         let dispatcher = Arc::new(Dispatcher {
             state,
-            links,
-            waiting: Mutex::new(VecDeque::new()),
-            wake: Notify::new(),
+            waiting: Waiting::default(),
         });
         tokio::spawn(dispatcher.clone().retry());
         dispatcher
@@ -102,14 +79,9 @@ impl Dispatcher {
         let mut placed = Vec::new();
         while !todo.is_empty() {
             for connection in todo.drain(..) {
-                let choice = self
-                    .state
-                    .selection
-                    .candidates(upstreams, None)
-                    .find(|&i| !passed[i] && !upstreams[i].is_down());
-                match choice {
-                    Some(i) => {
-                        placed.push(upstreams[i].reserve());
+                match self.state.candidates(None).find(|&(i, _)| !passed[i]) {
+                    Some((i, upstream)) => {
+                        placed.push(upstream.reserve());
                         groups[i].push(connection)
                     }
                     None => unplaced.push(connection),
@@ -137,65 +109,26 @@ impl Dispatcher {
         full
     }
 
-    /// One message with `connections` (at most MAX_BATCH) to upstream `index`, over its link
-    /// or a new one when the link broke (the upstream restarted).
+    /// One message with `connections` (at most MAX_BATCH) to upstream `index`, and what it
+    /// tells of the upstream's health.
     fn send(&self, index: usize, connections: &[Connection]) -> Sent {
         let upstream = &self.state.upstreams[index];
+        let link = upstream.handoff.as_ref().expect("checked at start");
         let mut fds: [RawFd; MAX_BATCH] = [-1; MAX_BATCH];
         let count = connections.len().min(MAX_BATCH);
         for (slot, connection) in fds.iter_mut().zip(connections) {
             *slot = connection.fd.as_raw_fd();
         }
-        let mut link = self.links[index].lock().unwrap();
-        for _attempt in 0..2 {
-            if link.is_none() {
-                match self.connect(index) {
-                    Ok(fd) => *link = Some(fd),
-                    Err(_) => break,
-                }
+        let sent = link.send(&fds[..count]);
+        match sent {
+            Sent::Yes => {
+                upstream.health.mark_ok();
+                upstream.handed_over(count);
             }
-            let fd = link.as_ref().expect("connected above").as_raw_fd();
-            match handoff::send(fd, &fds[..count]) {
-                Ok(()) => {
-                    upstream.mark_ok();
-                    upstream.handed_over(count);
-                    return Sent::Yes;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Sent::Full,
-                // Stopped (EPIPE) or gone: this link is done; a restarted upstream takes a new one.
-                Err(_) => *link = None,
-            }
+            Sent::Full => {}
+            Sent::Down => upstream.health.mark_failed(),
         }
-        upstream.mark_failed();
-        Sent::Down
-    }
-
-    fn connect(&self, index: usize) -> io::Result<OwnedFd> {
-        let upstream = &self.state.upstreams[index];
-        let UpstreamAddr::Unix(path) = &upstream.addr else {
-            unreachable!("config refuses TCP upstreams in handoff mode")
-        };
-        let link = handoff::connect(path)?;
-        self.read_count(index, path)?;
-        Ok(link)
-    }
-
-    /// Load-aware strategies need the upstream's own count of open connections; without it
-    /// they would silently degrade to round robin, so such an upstream counts as down.
-    fn read_count(&self, index: usize, socket: &Path) -> io::Result<()> {
-        let upstream = &self.state.upstreams[index];
-        match upstream.read_reported_count(socket) {
-            Err(e) if self.state.config.strategy.needs_load() => {
-                eprintln!(
-                    "balancer: {}: cannot read its connection count ({e}); {} needs it, so \
-                     the upstream is skipped",
-                    upstream.addr,
-                    self.state.config.strategy.name()
-                );
-                Err(e)
-            }
-            _ => Ok(()),
-        }
+        sent
     }
 
     /// Connections no upstream took: they wait for room when an upstream was full, and get
@@ -204,14 +137,11 @@ impl Dispatcher {
         if connections.is_empty() {
             return;
         }
-        if !full {
+        if full {
+            self.waiting.push(connections);
+        } else {
             connections.drain(..).for_each(unavailable::spawn_refuse);
-            return;
         }
-        let now = Instant::now();
-        let mut waiting = self.waiting.lock().unwrap();
-        waiting.extend(connections.drain(..).map(|c| (now, c)));
-        self.wake.notify_one();
     }
 
     /// Offers the waiting connections again every RETRY, oldest first; those that waited
@@ -219,7 +149,7 @@ impl Dispatcher {
     async fn retry(self: Arc<Dispatcher>) {
         let patience = self.state.config.timeout;
         loop {
-            self.wake.notified().await;
+            self.waiting.started().await;
             loop {
                 tokio::time::sleep(RETRY).await;
                 if self.retry_waiting(patience) {
@@ -232,7 +162,7 @@ impl Dispatcher {
     /// One pass over the waiting connections; true once none is left.
     fn retry_waiting(&self, patience: Duration) -> bool {
         loop {
-            let Some((since, connection)) = self.waiting.lock().unwrap().pop_front() else {
+            let Some((since, connection)) = self.waiting.pop() else {
                 return true;
             };
             if since.elapsed() > patience {
@@ -245,7 +175,7 @@ impl Dispatcher {
                 None => continue,
                 Some(connection) if full => {
                     // Still no room: it keeps its place at the head.
-                    self.waiting.lock().unwrap().push_front((since, connection));
+                    self.waiting.put_back(since, connection);
                     return false;
                 }
                 Some(connection) => unavailable::spawn_refuse(connection),

@@ -1,5 +1,6 @@
-//! A count one process keeps and others read without a system call: a small file mapped
-//! shared in both (on a tmpfs volume across containers, that is shared memory).
+//! The receiver's count of open connections, which its senders read without a system call:
+//! a small file mapped shared in both (on a tmpfs volume across containers, that is shared
+//! memory).
 //!
 //! An API that receives handed-over connections publishes its open connections this way, so
 //! that a balancer which never sees those connections close can still pick the least busy
@@ -68,6 +69,12 @@ impl Drop for Mapping {
         // SAFETY: unmaps exactly what `new` mapped; no reference outlives `self`.
         unsafe { libc::munmap(self.0.as_ptr().cast(), SIZE) };
     }
+}
+
+/// The count beside the handoff socket at `socket`, created (or reused) and set to zero.
+pub fn publish_beside(socket: &Path) -> Result<SharedCount, String> {
+    let path = count_path(socket);
+    SharedCount::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))
 }
 
 /// The writing side.
