@@ -1,4 +1,10 @@
-"""Medians of the benchmark results of one run (by date stamp), as Markdown tables."""
+"""Medians of the benchmark results of one run (by date stamp), as Markdown tables.
+
+usage: python3 bench/summarize.py KIND RESULTS.jsonl STAMP [LABEL-PREFIX]
+  KIND: balancers (bench/balancers' rows of that date), stack-modes (medians per contender
+  and the per-stage breakdown, rows from STAMP on, labels starting with LABEL-PREFIX,
+  default "lb-"), or stack-runs (medians per label, rows from STAMP on)
+"""
 import json
 import os
 import re
@@ -150,6 +156,9 @@ def stack_modes(rows, prefix="lb-"):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 4 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__.strip())
+        sys.exit(0 if sys.argv[1:2] in (["-h"], ["--help"]) else 2)
     kind, path, stamp = sys.argv[1:4]
     rows = [json.loads(line) for line in open(path) if line.strip()]
     if kind == "balancers":

@@ -13,6 +13,28 @@ use serverkit::listen::Listen;
 
 use sqlx::postgres::PgConnectOptions;
 
+/// `api --help`. A test checks that every variable `Config` reads is named here.
+pub const USAGE: &str = "\
+api: the Rinha de Backend 2024/Q1 API (credits, debits and statements over PostgreSQL).
+It takes no arguments; it is configured by environment variables (README.md, Configuration):
+
+  DATABASE_URL             postgres://user@host/db (required; ?host=/dir for a Unix socket)
+  API_SOCKET               serve HTTP on this Unix socket path, or
+  API_LISTEN               serve HTTP on this host:port (at most one of the two)
+  API_HANDOFF_SOCKET       take connections the balancer hands over on this socket path
+  DB_POOL_SIZE             write connections (default 5)
+  DB_READ_POOL_SIZE        connections for statements only (default 1; 0: share the writes')
+  DB_BATCH_MAX             group commit: most transactions in one commit (default 16)
+  DB_TIMEOUT_MS            deadline for a connection and for one operation (default 2000)
+  DB_WAIT_SECS             how long to wait for the database at start (default 30)
+  API_WORKERS              runtime threads (default 1)
+  API_MAX_CONNECTIONS      open client connections at once (default 1024)
+  API_DRAIN_SECS           time in-flight requests get after SIGTERM (default 10)
+  API_HEADER_TIMEOUT_MS    client deadlines: the request head,
+  API_BODY_TIMEOUT_MS      its body,
+  API_IDLE_TIMEOUT_MS      and an idle keep-alive connection
+";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: PgConnectOptions,
@@ -116,6 +138,22 @@ mod tests {
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, String> {
         Config::from_lookup(lookup_in(vars))
+    }
+
+    #[test]
+    fn the_usage_names_every_variable_read() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let vars = lookup_in(&[DB, ("API_SOCKET", "/a"), ("API_HANDOFF_SOCKET", "/h")]);
+        Config::from_lookup(|name| {
+            read.borrow_mut().push(name.to_owned());
+            vars(name)
+        })
+        .unwrap();
+        let read = read.into_inner();
+        assert!(read.len() >= 15, "{read:?}");
+        for name in read {
+            assert!(USAGE.contains(&format!("  {name} ")), "{name} not in USAGE");
+        }
     }
 
     const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:p@localhost:5432/rinha");

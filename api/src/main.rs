@@ -2,9 +2,12 @@
 
 use std::process::ExitCode;
 
-use api::{config::Config, server};
+use api::{config::Config, config::USAGE, server};
 
 fn main() -> ExitCode {
+    if let Some(answered) = serverkit::lifecycle::answer_arguments("api", USAGE) {
+        return answered;
+    }
     match Config::from_env() {
         Ok(config) => serverkit::lifecycle::run("api", config.workers, server::run(config)),
         Err(message) => serverkit::lifecycle::config_error("api", &message),

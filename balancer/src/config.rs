@@ -48,6 +48,27 @@ impl Mode {
     }
 }
 
+/// `balancer --help`. A test checks that every variable `Config` reads is named here.
+pub const USAGE: &str = "\
+balancer: the Rinha balancer on port 9999, in front of the API instances.
+It takes no arguments; it is configured by environment variables (README.md, Configuration):
+
+  LB_UPSTREAMS             the APIs: /abs/path.sock, unix:/abs/path.sock or host:port, comma-separated (required)
+  LB_MODE                  handoff (default: hands each connection to an API), http or tcp (proxies)
+  LB_STRATEGY              round-robin (default), least-connections, random, power-of-two, client-hash (http mode)
+  LB_LISTEN                ip:port to listen on (default 0.0.0.0:9999)
+  LB_ADMIN                 ip:port of the admin listener (GET /stats); off by default
+  LB_TIMEOUT_MS            deadline for an upstream's answer, and for waiting for room (default 10000)
+  LB_CONNECT_TIMEOUT_MS    deadline for connecting to an upstream (default 1000)
+  LB_MAX_BODY              largest request body in http mode, bytes (default 65536)
+  LB_MAX_CONNECTIONS       client connections at once (default 1024)
+  LB_WORKERS               runtime threads (default 1)
+  LB_DRAIN_SECS            time in-flight requests get after SIGTERM (default 10)
+  LB_HEADER_TIMEOUT_MS     client deadlines: the request head,
+  LB_BODY_TIMEOUT_MS       its body,
+  LB_IDLE_TIMEOUT_MS       and an idle keep-alive connection
+";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
@@ -175,6 +196,22 @@ mod tests {
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, String> {
         Config::from_lookup(lookup_in(vars))
+    }
+
+    #[test]
+    fn the_usage_names_every_variable_read() {
+        let read = std::cell::RefCell::new(Vec::new());
+        let vars = lookup_in(&[("LB_UPSTREAMS", "/a.sock")]);
+        Config::from_lookup(|name| {
+            read.borrow_mut().push(name.to_owned());
+            vars(name)
+        })
+        .unwrap();
+        let read = read.into_inner();
+        assert!(read.len() >= 14, "{read:?}");
+        for name in read {
+            assert!(USAGE.contains(&format!("  {name} ")), "{name} not in USAGE");
+        }
     }
 
     #[test]

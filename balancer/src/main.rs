@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use balancer::{config, server, state, supervisor};
 
 fn main() -> ExitCode {
+    if let Some(answered) = serverkit::lifecycle::answer_arguments("balancer", config::USAGE) {
+        return answered;
+    }
     let config = match config::Config::from_env() {
         Ok(config) => config,
         Err(message) => return serverkit::lifecycle::config_error("balancer", &message),

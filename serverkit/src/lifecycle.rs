@@ -3,6 +3,22 @@
 use std::future::Future;
 use std::process::ExitCode;
 
+/// What a server configured by its environment alone does with its command line: `--help`
+/// (or `-h`) prints `usage` and exits 0, any other argument is refused with exit 2, and with
+/// none it goes on (None). Either way nothing has started yet.
+pub fn answer_arguments(service: &str, usage: &str) -> Option<ExitCode> {
+    let first = std::env::args().nth(1)?;
+    if first == "--help" || first == "-h" {
+        println!("{}", usage.trim_end());
+        return Some(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "{service}: unexpected argument {first:?}: it takes none, it reads environment \
+         variables (`{service} --help` lists them)"
+    );
+    Some(ExitCode::from(2))
+}
+
 /// Exit status 2 with one line naming the problem: for configuration errors.
 pub fn config_error(service: &str, message: &str) -> ExitCode {
     eprintln!("{service}: {message}");

@@ -179,3 +179,57 @@ fn the_layout_table_names_every_module() {
         "not in README's layout table: {missing:?}"
     );
 }
+
+/// Every command of the repository answers `--help` with its usage and exit 0, and starts
+/// nothing: each script of scripts/, bench/, ci/ and .ci/, and each of our binaries. A
+/// command that started its work instead would not have finished within the bound.
+#[test]
+fn every_command_answers_help_and_starts_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+    let root = repo_root();
+    let mut programs = Vec::new();
+    for dir in ["scripts", "bench", "ci/images", ".ci"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::metadata(&path).unwrap();
+            let entrypoint = path.ends_with("postgres-entrypoint.sh"); // the image's, not ours
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 && !entrypoint {
+                programs.push(path);
+            }
+        }
+    }
+    assert!(programs.len() >= 20, "found {programs:?}");
+    for name in ["api", "balancer", "stack", "loadtest", "pace", "soak"] {
+        programs.push(binary(name));
+    }
+    for program in programs {
+        let mut child = Command::new(&program)
+            .arg("--help")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!(
+                    "{} --help is still running: it started work",
+                    program.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.trim().lines().count() >= 2,
+            "{} --help: {:?}\n{stdout}{}",
+            program.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
