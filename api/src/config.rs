@@ -35,14 +35,18 @@ It takes no arguments; it is configured by environment variables (README.md, Con
   API_IDLE_TIMEOUT_MS      and an idle keep-alive connection
 ";
 
+/// The API's configuration, read once at start (`from_env`).
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// DATABASE_URL.
     pub database: PgConnectOptions,
     /// Every source of connections: HTTP on a Unix socket or TCP, and/or a handoff socket.
     pub listen: Vec<Listen>,
+    /// Write connections (DB_POOL_SIZE).
     pub pool_size: u32,
     /// Connections for statement reads only (0: reads share `pool_size`'s connections).
     pub read_pool_size: u32,
+    /// Runtime threads (API_WORKERS).
     pub workers: usize,
     /// How long to wait for the database at start before giving up.
     pub db_wait: Duration,
@@ -51,6 +55,7 @@ pub struct Config {
     pub db_timeout: Duration,
     /// Group commit: the most credits and debits one transaction applies; 1 runs each alone.
     pub batch_max: usize,
+    /// Client connections open at once (API_MAX_CONNECTIONS).
     pub max_connections: usize,
     /// How long in-flight requests get to finish after a shutdown signal.
     pub drain: Duration,
@@ -60,6 +65,7 @@ pub struct Config {
 }
 
 impl Config {
+    /// Reads the process environment.
     pub fn from_env() -> Result<Config, String> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }

@@ -18,11 +18,11 @@ use crate::validation::{parse_idempotency_key, parse_transaction};
 
 /// A valid body is under 100 bytes; this leaves room for spacing and ignored extra fields
 /// while never buffering more than this from a client.
-pub const MAX_BODY_BYTES: usize = 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024;
 
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
-pub async fn handle(request: Request<RequestBody>, db: Database) -> Response<Body> {
+pub(crate) async fn handle(request: Request<RequestBody>, db: Database) -> Response<Body> {
     let Some(route) = route(request.uri().path()) else {
         return error(StatusCode::NOT_FOUND, "no such resource");
     };

@@ -1,13 +1,22 @@
 //! The Rinha de Backend 2024/Q1 API: credits, debits and statements for five clients, with
 //! every balance rule enforced inside PostgreSQL. `main.rs` only reads the configuration and
-//! runs `server::run`; the fuzz targets (`fuzz/`) take the parsers from here.
+//! runs `serve`; the fuzz targets (`fuzz/`) take the parsers from here. Everything else is
+//! private to the crate, so the compiler reports what nothing uses.
 
-pub mod config;
-pub mod db;
-pub mod handlers;
-pub mod pool;
-pub mod routes;
-pub mod server;
-pub mod timestamp;
-pub mod timings;
-pub mod validation;
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod db;
+mod handlers;
+mod pool;
+mod routes;
+mod server;
+mod timestamp;
+mod timings;
+mod validation;
+
+pub use config::{Config, USAGE};
+pub use routes::{route, Endpoint, Route};
+pub use server::run as serve;
+pub use validation::{parse_transaction, Kind, Transaction, MAX_DESCRIPTION_CHARS};

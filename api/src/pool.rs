@@ -23,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const CONNECT_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(250));
 
 #[derive(Clone)]
-pub struct Pool {
+pub(crate) struct Pool {
     shared: Arc<Shared>,
 }
 
@@ -37,7 +37,7 @@ struct Shared {
 
 impl Pool {
     /// Opens all `size` connections now, so the first requests do not pay for them.
-    pub async fn connect(options: PgConnectOptions, size: u32) -> Result<Pool, sqlx::Error> {
+    pub(crate) async fn connect(options: PgConnectOptions, size: u32) -> Result<Pool, sqlx::Error> {
         let mut idle = Vec::with_capacity(size as usize);
         for _ in 0..size {
             idle.push(PgConnection::connect_with(&options).await?);
@@ -53,7 +53,7 @@ impl Pool {
     }
 
     /// Waits for a free slot, then hands out an idle connection or opens a new one.
-    pub async fn acquire(&self) -> Result<Lease, sqlx::Error> {
+    pub(crate) async fn acquire(&self) -> Result<Lease, sqlx::Error> {
         let permit = Arc::clone(&self.shared.slots)
             .acquire_owned()
             .await
@@ -62,7 +62,7 @@ impl Pool {
     }
 
     /// The next free slot, whoever frees it.
-    pub async fn slot(&self) -> Result<Slot, sqlx::Error> {
+    pub(crate) async fn slot(&self) -> Result<Slot, sqlx::Error> {
         Arc::clone(&self.shared.slots)
             .acquire_owned()
             .await
@@ -71,7 +71,7 @@ impl Pool {
     }
 
     /// A free slot now, if there is one (group commit starts a batch only then).
-    pub fn try_slot(&self) -> Option<Slot> {
+    pub(crate) fn try_slot(&self) -> Option<Slot> {
         Arc::clone(&self.shared.slots)
             .try_acquire_owned()
             .ok()
@@ -81,7 +81,7 @@ impl Pool {
     /// The connection for a slot: an idle one, or a new one. A connect that fails is tried
     /// again (50 ms, doubling to 250 ms) until the caller's deadline cancels this: while
     /// PostgreSQL restarts, requests wait for it and then succeed instead of failing at once.
-    pub async fn lease(&self, slot: Slot) -> Lease {
+    pub(crate) async fn lease(&self, slot: Slot) -> Lease {
         let Slot(permit) = slot;
         let idle = self.shared.idle.lock().expect("pool lock").pop();
         let connection = match idle {
@@ -107,12 +107,12 @@ impl Pool {
 
     /// Closes the idle connections: after one connection was lost (the server restarted, say),
     /// the others are most likely dead too, and each would cost a request its answer.
-    pub fn discard_idle(&self) {
+    pub(crate) fn discard_idle(&self) {
         self.shared.idle.lock().expect("pool lock").clear();
     }
 
     /// Waits for every lease to end, then closes the connections politely.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         if let Ok(all) = self.shared.slots.acquire_many(self.shared.size).await {
             all.forget();
             self.shared.slots.close();
@@ -125,10 +125,10 @@ impl Pool {
 }
 
 /// The right to hold one connection, before it is taken.
-pub struct Slot(OwnedSemaphorePermit);
+pub(crate) struct Slot(OwnedSemaphorePermit);
 
 /// A connection held for one operation.
-pub struct Lease {
+pub(crate) struct Lease {
     connection: Option<PgConnection>,
     shared: Arc<Shared>,
     _permit: OwnedSemaphorePermit,
@@ -137,7 +137,7 @@ pub struct Lease {
 impl Lease {
     /// Returns the connection for reuse. Only for a connection whose last operation completed,
     /// so it is idle and ready for the next query.
-    pub fn release(mut self) {
+    pub(crate) fn release(mut self) {
         if let Some(connection) = self.connection.take() {
             self.shared.idle.lock().expect("pool lock").push(connection);
         }

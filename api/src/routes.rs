@@ -3,9 +3,12 @@
 
 use hyper::Method;
 
+/// What a path asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
+    /// `POST /clientes/{id}/transacoes`: a credit or debit.
     Transact,
+    /// `GET /clientes/{id}/extrato`: a statement.
     Statement,
 }
 
@@ -18,6 +21,7 @@ impl Endpoint {
         }
     }
 
+    /// Whether `method` is the endpoint's (else 405 with `allow`).
     pub fn accepts(self, method: &Method) -> bool {
         match self {
             Endpoint::Transact => method == Method::POST,
@@ -30,10 +34,13 @@ impl Endpoint {
 /// positive 32-bit integer written in digits): that is a 404 without asking the database.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Route {
+    /// Which endpoint.
     pub endpoint: Endpoint,
+    /// The client id, when the path's id is a valid one (else 404).
     pub client: Option<i32>,
 }
 
+/// The route of a request path, or None for a path the API does not serve (404).
 pub fn route(path: &str) -> Option<Route> {
     let rest = path.strip_prefix("/clientes/")?;
     let (id, tail) = rest.split_once('/')?;

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::db::Database;
 use crate::handlers::handle;
 
+/// Serves until SIGTERM or SIGINT, then drains and closes the database pool.
 pub async fn run(config: Config) -> Result<(), String> {
     let db = Database::connect(&config).await?;
     let server = Server::bind(

@@ -6,7 +6,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Now, as microseconds since the Unix epoch.
-pub fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -14,7 +14,7 @@ pub fn now_micros() -> i64 {
 }
 
 /// Formats microseconds since the Unix epoch (negative is before 1970).
-pub fn rfc3339_micros(micros: i64) -> String {
+pub(crate) fn rfc3339_micros(micros: i64) -> String {
     let seconds = micros.div_euclid(1_000_000);
     let fraction = micros.rem_euclid(1_000_000);
     let days = seconds.div_euclid(86_400);

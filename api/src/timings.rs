@@ -8,15 +8,15 @@
 use serverkit::histogram::Histogram;
 
 /// A credit or debit in the handler: from its head parsed to its answer built.
-pub static WRITE: Histogram = Histogram::new("write");
+pub(crate) static WRITE: Histogram = Histogram::new("write");
 /// Group commit: from enqueued to taken into a batch (a connection came free for it).
-pub static WRITE_QUEUE: Histogram = Histogram::new("write_queue");
+pub(crate) static WRITE_QUEUE: Histogram = Histogram::new("write_queue");
 /// One batch's database call, once it has its connection.
-pub static WRITE_CALL: Histogram = Histogram::new("write_call");
+pub(crate) static WRITE_CALL: Histogram = Histogram::new("write_call");
 /// A statement in the handler: from its head parsed to its answer built.
-pub static STATEMENT: Histogram = Histogram::new("statement");
+pub(crate) static STATEMENT: Histogram = Histogram::new("statement");
 /// A statement's database call, the wait for a read connection included.
-pub static STATEMENT_CALL: Histogram = Histogram::new("statement_call");
+pub(crate) static STATEMENT_CALL: Histogram = Histogram::new("statement_call");
 
 const ALL: [&Histogram; 5] = [
     &WRITE,
@@ -27,6 +27,6 @@ const ALL: [&Histogram; 5] = [
 ];
 
 /// One line per stage (serverkit::histogram's format).
-pub fn report() -> Vec<String> {
+pub(crate) fn report() -> Vec<String> {
     ALL.iter().map(|h| h.snapshot().to_string()).collect()
 }

@@ -17,11 +17,14 @@ use serde::Deserialize;
 /// Credit or debit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `tipo` "c": adds to the balance.
     Credit,
+    /// `tipo` "d": takes from it, never past the limit.
     Debit,
 }
 
 impl Kind {
+    /// The `tipo` stored for it.
     pub fn code(self) -> &'static str {
         match self {
             Kind::Credit => "c",
@@ -37,7 +40,9 @@ impl Kind {
 pub struct Transaction<'a> {
     /// Cents, 1 ..= i32::MAX (balances are 32-bit; see db/init.sql).
     pub amount: i32,
+    /// Credit or debit.
     pub kind: Kind,
+    /// 1 to `MAX_DESCRIPTION_CHARS` characters, borrowed from the body when it can be.
     pub description: Cow<'a, str>,
 }
 
@@ -60,6 +65,7 @@ impl Transaction<'_> {
     }
 }
 
+/// The longest `descricao`, in characters (Unicode code points).
 pub const MAX_DESCRIPTION_CHARS: usize = 10;
 
 /// The wire shape. serde rejects wrong JSON types for us: a float, string, bool or null
@@ -73,6 +79,7 @@ struct Wire<'a> {
     descricao: Cow<'a, str>,
 }
 
+/// A POST body as a transaction, or why it is refused (the 422's reason).
 pub fn parse_transaction(body: &[u8]) -> Result<Transaction<'_>, String> {
     // serde would also accept a JSON array for a struct; the API takes objects only.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -109,12 +116,12 @@ pub fn parse_transaction(body: &[u8]) -> Result<Transaction<'_>, String> {
 }
 
 /// The longest `Idempotency-Key` taken, in bytes (Stripe's limit).
-pub const MAX_KEY_BYTES: usize = 255;
+pub(crate) const MAX_KEY_BYTES: usize = 255;
 
 /// The optional `Idempotency-Key` header of a POST: sent at most once, 1 to `MAX_KEY_BYTES`
 /// visible ASCII characters (0x21 to 0x7E: no spaces, no control or non-ASCII bytes), so a
 /// key compares the same in every client, proxy and log.
-pub fn parse_idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, String> {
+pub(crate) fn parse_idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, String> {
     let mut values = headers.get_all("idempotency-key").iter();
     let Some(value) = values.next() else {
         return Ok(None);

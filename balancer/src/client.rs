@@ -9,7 +9,7 @@ use serverkit::deadline::{spawn_until_cut, Watch};
 use serverkit::server::Connection;
 use tokio::net::TcpStream;
 
-pub fn spawn_on_tcp<F, Fut>(connection: Connection, serve: F)
+pub(crate) fn spawn_on_tcp<F, Fut>(connection: Connection, serve: F)
 where
     F: FnOnce(TcpStream, Watch) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,

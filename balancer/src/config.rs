@@ -11,6 +11,7 @@ use serverkit::deadline::Deadlines;
 use crate::address::UpstreamAddr;
 use crate::selection::Strategy;
 
+/// How the balancer passes a client to an API (LB_MODE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// L7: parse HTTP, reuse upstream connections across clients.
@@ -23,6 +24,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Every mode.
     pub const ALL: [Mode; 3] = [Mode::Http, Mode::Tcp, Mode::Handoff];
 
     /// Without LB_MODE: the mode measured cheapest (BENCHMARKS.md §5, "Our balancer against
@@ -38,6 +40,7 @@ impl Mode {
         }
     }
 
+    /// The mode of an LB_MODE value.
     pub fn parse(name: &str) -> Option<Mode> {
         Self::ALL.into_iter().find(|m| m.name() == name)
     }
@@ -69,20 +72,30 @@ It takes no arguments; it is configured by environment variables (README.md, Con
   LB_IDLE_TIMEOUT_MS       and an idle keep-alive connection
 ";
 
+/// The balancer's configuration, read once at start (`from_env`).
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// LB_LISTEN.
     pub listen: SocketAddr,
+    /// LB_UPSTREAMS, in order.
     pub upstreams: Vec<UpstreamAddr>,
+    /// LB_STRATEGY.
     pub strategy: Strategy,
+    /// LB_MODE.
     pub mode: Mode,
     /// Past this an upstream's answer is abandoned with 504 (http mode).
     pub timeout: Duration,
     /// Bound for connecting to an upstream (matters for TCP upstreams on other hosts).
     pub connect_timeout: Duration,
+    /// LB_MAX_BODY: the largest request body http mode reads, in bytes.
     pub max_body: usize,
+    /// LB_ADMIN: where `GET /stats` is served, if anywhere.
     pub admin: Option<SocketAddr>,
+    /// LB_WORKERS: runtime threads.
     pub workers: usize,
+    /// LB_DRAIN_SECS: how long in-flight requests get after SIGTERM.
     pub drain: Duration,
+    /// LB_MAX_CONNECTIONS: client connections at once.
     pub max_connections: usize,
     /// LB_HEADER_TIMEOUT_MS, LB_BODY_TIMEOUT_MS, LB_IDLE_TIMEOUT_MS: how long a client may
     /// take (http mode: head, body, idle keep-alive; tcp mode: first byte, idle).
@@ -90,10 +103,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Reads the process environment.
     pub fn from_env() -> Result<Config, String> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// Reads the configuration through `lookup`, so tests can feed it without touching the process environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 

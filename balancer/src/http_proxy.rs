@@ -22,7 +22,7 @@ use crate::upstream::Upstream;
 /// Upstream responses larger than this are refused with 502 rather than buffered.
 const MAX_RESPONSE_BODY: usize = 8 * 1024 * 1024;
 
-pub type Body = Full<Bytes>;
+pub(crate) type Body = Full<Bytes>;
 
 /// How one attempt at one upstream ended, when it did not produce a response.
 // Moved once per attempt, never stored: boxing the request would only add an allocation.
@@ -36,7 +36,7 @@ enum Failure {
 }
 
 /// http mode's handler: every request of a client connection forwarded on its own.
-pub struct HttpProxy {
+pub(crate) struct HttpProxy {
     state: Arc<State>,
     /// Per upstream, in the order of `state.upstreams`.
     pools: Arc<[Pool]>,
@@ -44,7 +44,7 @@ pub struct HttpProxy {
 
 impl HttpProxy {
     /// A pool per upstream, empty: connections are opened on first use.
-    pub fn new(state: Arc<State>) -> HttpProxy {
+    pub(crate) fn new(state: Arc<State>) -> HttpProxy {
         let pools = state.upstreams.iter().map(|_| Pool::default()).collect();
         HttpProxy { state, pools }
     }
@@ -280,7 +280,7 @@ fn clone_parts(parts: &hyper::http::request::Parts) -> hyper::http::request::Par
     copy
 }
 
-pub fn reply(status: StatusCode, reason: &str) -> Response<Body> {
+pub(crate) fn reply(status: StatusCode, reason: &str) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(format!(r#"{{"erro":"{reason}"}}"#))));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -1,25 +1,18 @@
-//! The balancer's process: configuration from the environment, then either the supervisor
-//! (which binds LB_LISTEN and keeps a worker running: `balancer::supervisor`) or, in the
-//! worker, `balancer::server` on the inherited socket.
+//! The balancer's process: configuration from the environment, then `balancer::run` (the
+//! supervisor, or in the worker it starts, the server).
+
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
-use balancer::{config, server, state, supervisor};
+use balancer::{Config, USAGE};
 
 fn main() -> ExitCode {
-    if let Some(answered) = serverkit::lifecycle::answer_arguments("balancer", config::USAGE) {
+    if let Some(answered) = serverkit::lifecycle::answer_arguments("balancer", USAGE) {
         return answered;
     }
-    let config = match config::Config::from_env() {
-        Ok(config) => config,
-        Err(message) => return serverkit::lifecycle::config_error("balancer", &message),
-    };
-    let Some(listener) = supervisor::inherited_listener() else {
-        return supervisor::run(config.listen);
-    };
-    serverkit::lifecycle::run(
-        "balancer",
-        config.workers,
-        server::run(state::State::new(config), listener),
-    )
+    match Config::from_env() {
+        Ok(config) => balancer::run(config),
+        Err(message) => serverkit::lifecycle::config_error("balancer", &message),
+    }
 }

@@ -23,24 +23,28 @@ const MAX_IDLE: usize = 256;
 /// nginx's upstream keepalive_timeout, kept well below the server's.
 const IDLE_REUSE_MAX: Duration = Duration::from_secs(30);
 
-pub type Sender = SendRequest<Full<Bytes>>;
+pub(crate) type Sender = SendRequest<Full<Bytes>>;
 
 /// A connection taken from the pool (or opened for the occasion).
-pub struct Checkout {
+pub(crate) struct Checkout {
     pub sender: Sender,
     /// It was idle in the pool: a request it fails to write may be retried on another.
     pub reused: bool,
 }
 
 #[derive(Default)]
-pub struct Pool {
+pub(crate) struct Pool {
     /// With when each went idle; the most recent last.
     idle: Mutex<Vec<(Sender, Instant)>>,
 }
 
 impl Pool {
     /// An idle connection that is still open, or else a new one to `addr`.
-    pub async fn checkout(&self, addr: &UpstreamAddr, timeout: Duration) -> Result<Checkout, ()> {
+    pub(crate) async fn checkout(
+        &self,
+        addr: &UpstreamAddr,
+        timeout: Duration,
+    ) -> Result<Checkout, ()> {
         loop {
             let Some((mut sender, since)) = self.idle.lock().unwrap().pop() else {
                 break;
@@ -64,7 +68,7 @@ impl Pool {
     }
 
     /// Gives a connection back after a complete exchange.
-    pub fn checkin(&self, sender: Sender) {
+    pub(crate) fn checkin(&self, sender: Sender) {
         let mut idle = self.idle.lock().unwrap();
         if idle.len() < MAX_IDLE {
             idle.push((sender, Instant::now()));
@@ -72,7 +76,7 @@ impl Pool {
     }
 
     /// Drops every idle connection: after a failure they are suspect.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.idle.lock().unwrap().clear();
     }
 }

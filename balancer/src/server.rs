@@ -20,7 +20,7 @@ use crate::tcp_proxy::TcpProxy;
 const ADMIN_MAX_CONNECTIONS: usize = 16;
 
 /// Serves on `listener`, the descriptor of LB_LISTEN's socket that the supervisor bound.
-pub async fn run(state: State, listener: std::os::fd::RawFd) -> Result<(), String> {
+pub(crate) async fn run(state: State, listener: std::os::fd::RawFd) -> Result<(), String> {
     let state = Arc::new(state);
     let config = &state.config;
     let server = Server::bind(

@@ -9,7 +9,7 @@ use crate::selection::Select;
 use crate::upstream::Upstream;
 
 /// The balancer's shared state, built once at start-up.
-pub struct State {
+pub(crate) struct State {
     /// The configuration it was built from.
     pub config: Config,
     /// In LB_UPSTREAMS order; selection answers with indexes into it.
@@ -20,7 +20,7 @@ pub struct State {
 
 impl State {
     /// The upstreams of `config`, with a handoff link each in handoff mode.
-    pub fn new(config: Config) -> State {
+    pub(crate) fn new(config: Config) -> State {
         let upstreams = config
             .upstreams
             .iter()
@@ -47,7 +47,7 @@ impl State {
     /// The failover walk, the same in every mode: the upstreams in the strategy's order of
     /// preference (`key`: the request's client id, for client-hash), skipping those down.
     /// Lazy: health is read as the walk reaches each one.
-    pub fn candidates(&self, key: Option<&str>) -> impl Iterator<Item = (usize, &Upstream)> {
+    pub(crate) fn candidates(&self, key: Option<&str>) -> impl Iterator<Item = (usize, &Upstream)> {
         self.selection
             .candidates(&self.upstreams, key)
             .map(|i| (i, &self.upstreams[i]))
@@ -55,7 +55,7 @@ impl State {
     }
 
     /// `GET /stats` on the admin listener.
-    pub fn stats_json(&self) -> String {
+    pub(crate) fn stats_json(&self) -> String {
         serde_json::json!({
             "mode": self.config.mode.name(),
             "strategy": self.config.strategy.name(),

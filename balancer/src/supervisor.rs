@@ -18,10 +18,10 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// Set in a worker's environment to the descriptor of the listening socket it inherits; its
 /// presence makes the process a worker.
-pub const WORKER_VAR: &str = "LB_WORKER_FD";
+pub(crate) const WORKER_VAR: &str = "LB_WORKER_FD";
 
 /// The inherited listening socket's descriptor, in a worker; None in the supervisor.
-pub fn inherited_listener() -> Option<RawFd> {
+pub(crate) fn inherited_listener() -> Option<RawFd> {
     std::env::var(WORKER_VAR).ok()?.parse().ok()
 }
 /// A worker that dies sooner than this after its start is restarted only after this long,
@@ -30,7 +30,7 @@ const RESTART_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Binds `listen` and keeps a worker running on it until a signal; the exit status is the
 /// last worker's.
-pub fn run(listen: std::net::SocketAddr) -> ExitCode {
+pub(crate) fn run(listen: std::net::SocketAddr) -> ExitCode {
     let listener = match serverkit::listen::bind_tcp(listen) {
         Ok(listener) => listener,
         Err(message) => return serverkit::lifecycle::config_error("balancer", &message),
@@ -88,17 +88,6 @@ fn spawn_worker(listener: &OwnedFd) -> std::io::Result<tokio::process::Child> {
     let fd = listener.as_raw_fd();
     let mut command = Command::new(program);
     command.env(WORKER_VAR, fd.to_string());
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            // In the child only: the listener survives exec (the parent's copy keeps its
-            // close-on-exec flag, which is per process).
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    serverkit::sys::process::inherit_and_die_with_parent(&mut command, fd);
     command.spawn()
 }

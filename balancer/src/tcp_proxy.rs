@@ -14,7 +14,7 @@ use crate::unavailable;
 
 /// tcp mode's handler: each client connection relayed to an upstream in a task of its own,
 /// which holds the connection's permit until both sides are done.
-pub struct TcpProxy(pub Arc<State>);
+pub(crate) struct TcpProxy(pub Arc<State>);
 
 impl Handler for TcpProxy {
     fn serve(&self, batch: &mut Vec<Connection>, _drain: &Drain) {

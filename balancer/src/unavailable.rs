@@ -18,7 +18,7 @@ const PATIENCE: Duration = Duration::from_millis(500);
 /// Answers 503 and closes politely: the request is read first and the client's side
 /// drained after, because closing a socket with unread bytes sends a reset that can
 /// destroy the answer before the client reads it.
-pub async fn refuse(mut client: TcpStream) {
+pub(crate) async fn refuse(mut client: TcpStream) {
     let mut buffer = [0u8; 4096];
     let _ = tokio::time::timeout(PATIENCE, client.read(&mut buffer)).await;
     if client.write_all(UNAVAILABLE).await.is_ok() && client.shutdown().await.is_ok() {
@@ -31,7 +31,7 @@ pub async fn refuse(mut client: TcpStream) {
 
 /// `refuse` in a task of its own, holding the connection's permit until it is done. It is
 /// bounded by its own PATIENCE, so no client deadline applies and it is never shed.
-pub fn spawn_refuse(connection: Connection) {
+pub(crate) fn spawn_refuse(connection: Connection) {
     connection.watch.enter(Phase::Busy);
     crate::client::spawn_on_tcp(connection, |client, _| refuse(client));
 }

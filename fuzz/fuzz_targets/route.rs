@@ -2,7 +2,7 @@
 //! path's digits.
 #![no_main]
 
-use api::routes::route;
+use api::route;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|path: &str| {

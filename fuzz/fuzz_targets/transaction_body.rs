@@ -2,7 +2,7 @@
 //! obeys every rule and is exactly what a JSON parser reads in those bytes.
 #![no_main]
 
-use api::validation::{parse_transaction, MAX_DESCRIPTION_CHARS};
+use api::{parse_transaction, MAX_DESCRIPTION_CHARS};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {

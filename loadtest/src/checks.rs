@@ -10,10 +10,13 @@ use serde_json::Value;
 /// What came back for one request: `status` is `None` when there was no HTTP answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// The HTTP status, or None when no answer came.
     pub status: Option<u16>,
+    /// The body as received.
     pub body: bytes::Bytes,
 }
 
+/// One check of an answer: Ok, or the KO message the official test would give.
 pub type Check = Result<(), String>;
 
 /// Whether a KO message counts as a balance inconsistency in the official scoring.
@@ -21,6 +24,7 @@ pub fn is_inconsistency(message: &str) -> bool {
     message.contains("ConsistenciaSaldoLimite") || message.contains("jmesPath(saldo.total).find.is")
 }
 
+/// The status is one of `allowed`.
 pub fn status_in(answer: &Answer, allowed: &[u16]) -> Check {
     match answer.status {
         Some(s) if allowed.contains(&s) => Ok(()),
@@ -80,6 +84,7 @@ pub fn int_at(json: &Value, path: &str) -> Option<i32> {
     at(json, path)?.as_i64().and_then(|n| i32::try_from(n).ok())
 }
 
+/// The JSON string at `path` is `expected`.
 pub fn string_is(json: &Value, path: &str, expected: &str) -> Check {
     match string_at(json, path) {
         Some(found) if found == expected => Ok(()),
@@ -92,6 +97,7 @@ pub fn string_is(json: &Value, path: &str, expected: &str) -> Check {
     }
 }
 
+/// The JSON integer at `path` is `expected`.
 pub fn int_is(json: &Value, path: &str, expected: i32) -> Check {
     match int_at(json, path) {
         Some(found) if found == expected => Ok(()),
@@ -104,6 +110,7 @@ pub fn int_is(json: &Value, path: &str, expected: i32) -> Check {
     }
 }
 
+/// The value at `path` exists: its text, or the KO message.
 pub fn exists(json: &Value, path: &str) -> Result<String, String> {
     string_at(json, path)
         .ok_or_else(|| format!("jmesPath({path}).find.exists, but actually found nothing"))

@@ -14,10 +14,13 @@ use tokio::net::TcpStream;
 
 use crate::checks::Answer;
 
+/// The longest a connection may take to open (Gatling's default).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a request may take to be answered (Gatling's default).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const USER_AGENT: &str = "Agente do Caos - 2024/Q1";
 
+/// An HTTP/1.1 client that opens a connection per request, as the official test's users do.
 #[derive(Clone)]
 pub struct Client {
     addr: SocketAddr,
@@ -57,10 +60,12 @@ impl Client {
         })
     }
 
+    /// GET `path`.
     pub async fn get(&self, path: &str) -> Answer {
         self.send(Method::GET, path, None).await
     }
 
+    /// POST `body` (JSON) to `path`.
     pub async fn post(&self, path: &str, body: String) -> Answer {
         self.send(Method::POST, path, Some(body)).await
     }

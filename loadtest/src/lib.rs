@@ -2,6 +2,9 @@
 //! simulation (`RinhaBackendCrebitosSimulation`), with the official scoring, a black-box
 //! balance audit, and text, JSON and HTML reports.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod checks;
 pub mod cli;
 pub mod client;

@@ -1,5 +1,7 @@
 //! `loadtest`: run the official simulation against a Rinha stack.
 
+#![forbid(unsafe_code)]
+
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -8,12 +8,16 @@
 /// The three load scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scenario {
+    /// Users who debit.
     Debits,
+    /// Users who credit.
     Credits,
+    /// Users who read statements.
     Statements,
 }
 
 impl Scenario {
+    /// Every scenario.
     pub const ALL: [Scenario; 3] = [Scenario::Debits, Scenario::Credits, Scenario::Statements];
 
     /// Peak users per second at rate 1.
@@ -34,9 +38,15 @@ pub const PHASE_SECONDS: f64 = 120.0;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Profile {
     /// The official ramp then plateau, each `PHASE_SECONDS` × scale long.
-    Official { scale: f64 },
+    Official {
+        /// The multiple of the official duration.
+        scale: f64,
+    },
     /// The plateau alone, the official peak mix held for this many seconds: a soak.
-    Hold { seconds: f64 },
+    Hold {
+        /// How long the peak is held.
+        seconds: f64,
+    },
 }
 
 impl Profile {

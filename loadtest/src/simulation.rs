@@ -142,6 +142,7 @@ fn cpu_ms() -> f64 {
         .map_or(0.0, |(u, s)| (u + s) * 10.0)
 }
 
+/// Runs the official simulation with `options`: the validations (unless left out), the load, then the audit.
 pub async fn run(options: &Options) -> Result<Outcome, String> {
     let run = Arc::new(Run {
         client: Client::new(&options.target)?,

@@ -34,7 +34,9 @@ pub const GROWTH_SAMPLES: usize = 12;
 /// A service to watch: its name and the cgroup file that lists its processes.
 #[derive(Debug, Clone)]
 pub struct Watched {
+    /// Its name in the report (a compose service).
     pub service: String,
+    /// Its cgroup.procs file.
     pub procs: PathBuf,
 }
 
@@ -57,19 +59,23 @@ impl std::str::FromStr for Watched {
 /// One service at one instant, summed over its processes.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Usage {
+    /// Processes in it.
     pub processes: usize,
     /// Resident memory, shared pages counted in every process that maps them.
     pub rss_mb: f64,
     /// Private anonymous memory (heap, stacks): what a leak grows. PostgreSQL's shared
     /// buffers are shared memory and fill up to their size, so they are left out here.
     pub anon_mb: f64,
+    /// Open file descriptors.
     pub descriptors: usize,
 }
 
 /// Everything sampled at `t` seconds since the run began.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
+    /// Seconds since the run began.
     pub t: f64,
+    /// Each watched service.
     pub services: BTreeMap<String, Usage>,
     /// PostgreSQL relations (tables and indexes) and the WAL directory, in bytes.
     pub storage: BTreeMap<String, u64>,
@@ -80,9 +86,13 @@ pub struct Sample {
 pub struct Window {
     /// Start, in seconds since the run began.
     pub t: f64,
+    /// Requests sent in the window.
     pub requests: usize,
+    /// Of those, failed a check.
     pub ko: usize,
+    /// Median latency.
     pub p50_ms: f64,
+    /// 99th percentile latency.
     pub p99_ms: f64,
 }
 
@@ -242,6 +252,7 @@ pub const P99_DRIFT: f64 = 2.0;
 /// What the soak found, service by service, and whether it passed.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
+    /// No problem found.
     pub passed: bool,
     /// One line per problem: a series that keeps growing, a p99 drift, KO, an audit.
     pub problems: Vec<String>,
@@ -335,10 +346,15 @@ pub const PEAK_TRANSACTIONS_PER_SECOND: f64 = 330.0;
 /// A whole soak, as soak.json holds it and soak.html draws it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Soak {
+    /// host:port soaked.
     pub target: String,
+    /// Multiple of the official peak rate held.
     pub rate: f64,
+    /// How long the load ran.
     pub seconds: f64,
+    /// Requests sent.
     pub requests: usize,
+    /// Whether it passed, and why not.
     pub verdict: Verdict,
     /// PostgreSQL's storage growth per hour at the official peak (1x), from the run's
     /// growth per transaction.
@@ -346,12 +362,16 @@ pub struct Soak {
     /// The WAL directory's largest size: checkpoints recycle it, so it does not grow with
     /// the tables.
     pub wal_max_mb: f64,
+    /// Latency groups of the whole soak.
     pub groups: Vec<crate::stats::Group>,
+    /// The requests of each INTERVAL.
     pub windows: Vec<Window>,
+    /// The stack sampled each INTERVAL.
     pub samples: Vec<Sample>,
 }
 
 impl Soak {
+    /// The soak of `outcome` and `samples`, judged.
     pub fn new(outcome: &Outcome, samples: Vec<Sample>, target: &str, rate: f64) -> Soak {
         let windows = windows(&outcome.records, outcome.elapsed);
         let verdict = verdict(&samples, &windows, outcome);

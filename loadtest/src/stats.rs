@@ -7,23 +7,39 @@ use crate::model::{Name, Record};
 
 /// The official response-time groups (docs/challenge.md, "The official test").
 pub const FAST_MS: f64 = 250.0;
+/// The official response-time groups' upper bound (docs/challenge.md).
 pub const SLOW_MS: f64 = 1200.0;
 
+/// Latency figures of a set of requests, as the official report gives them.
 #[derive(Debug, Clone, Serialize)]
 pub struct Group {
+    /// The request name, or "Todas as requisições".
     pub name: String,
+    /// Requests.
     pub count: usize,
+    /// Of those, passed every check.
     pub ok: usize,
+    /// Of those, failed one.
     pub ko: usize,
+    /// Fastest.
     pub min_ms: f64,
+    /// Median.
     pub p50_ms: f64,
+    /// 75th percentile.
     pub p75_ms: f64,
+    /// 95th percentile.
     pub p95_ms: f64,
+    /// 99th percentile.
     pub p99_ms: f64,
+    /// Slowest.
     pub max_ms: f64,
+    /// Mean.
     pub mean_ms: f64,
+    /// OK requests answered under FAST_MS.
     pub under_250: usize,
+    /// OK requests answered from FAST_MS to SLOW_MS.
     pub from_250_to_1200: usize,
+    /// OK requests answered over SLOW_MS.
     pub over_1200: usize,
 }
 
@@ -36,6 +52,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// The latency group of `records`, named `name`.
 pub fn group<'a>(name: &str, records: impl Iterator<Item = &'a Record>) -> Group {
     let records: Vec<&Record> = records.collect();
     let mut latencies: Vec<f64> = records.iter().map(|r| r.latency_ms).collect();
@@ -79,15 +96,23 @@ pub fn groups(records: &[Record]) -> Vec<Group> {
 /// The official "Contrato" (docs/challenge.md, "Scoring").
 #[derive(Debug, Clone, Serialize)]
 pub struct Score {
+    /// Requests in the run.
     pub requests: usize,
+    /// OK requests answered under FAST_MS.
     pub ok_under_250: usize,
+    /// Their share of all requests, in percent.
     pub percent_under_250: f64,
+    /// The fine for the share under 98%.
     pub sla_fine: f64,
+    /// Balance inconsistencies found.
     pub inconsistencies: usize,
+    /// Their fine.
     pub inconsistency_fine: f64,
+    /// What the contract pays after the fines.
     pub payout: f64,
 }
 
+/// The official scoring of `records`.
 pub fn score(records: &[Record]) -> Score {
     let ok_under_250 = records
         .iter()
@@ -134,17 +159,25 @@ pub fn failures(records: &[Record]) -> Vec<(String, usize)> {
 /// One second of the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct Second {
+    /// Second since the run began.
     pub t: usize,
+    /// Requests sent in it that passed.
     pub ok: usize,
+    /// Requests sent in it that failed.
     pub ko: usize,
     /// Transactions sent in this second whose outcome the client cannot know.
     pub unknown: usize,
+    /// Median latency.
     pub p50_ms: f64,
+    /// 95th percentile latency.
     pub p95_ms: f64,
+    /// 99th percentile latency.
     pub p99_ms: f64,
+    /// Slowest.
     pub max_ms: f64,
 }
 
+/// The run second by second.
 pub fn seconds(records: &[Record]) -> Vec<Second> {
     let last = records.iter().map(|r| r.start as usize).max().unwrap_or(0);
     let mut buckets: Vec<Vec<&Record>> = vec![Vec::new(); last + 1];

@@ -23,45 +23,65 @@ pub struct Criteria {
 /// One request name's latencies at one rate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
+    /// The request name.
     pub name: String,
+    /// Requests.
     pub count: usize,
+    /// Of those, failed a check.
     pub ko: usize,
+    /// Median latency.
     pub p50_ms: f64,
+    /// 99th percentile latency.
     pub p99_ms: f64,
+    /// Slowest.
     pub max_ms: f64,
 }
 
 /// One rate of the sweep.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
+    /// Multiple of the official rate.
     pub rate: f64,
+    /// Requests sent.
     pub requests: usize,
+    /// Of those, failed a check.
     pub ko: usize,
     /// The worst p50 and p99 of the load's request names (the validations' cold requests
     /// left out).
     pub load_p50_ms: f64,
+    /// The worst p99 of the load's request names.
     pub load_p99_ms: f64,
+    /// Per request name.
     pub latencies: Vec<Latency>,
     /// Every balance agrees with what was acknowledged (or with some outcome of the
     /// transactions whose outcome is unknown).
     pub audit_explained: bool,
+    /// The generator's own CPU time.
     pub generator_cpu_ms: f64,
+    /// The generator's CPU per request.
     pub generator_cpu_us_per_request: f64,
+    /// Whether the rate held (no KO, p99 within the criteria, the audit explained).
     pub held: bool,
     /// Why it did not hold, in words.
     pub verdict: String,
 }
 
+/// A sweep: rates in order until one does not hold.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sweep {
+    /// host:port swept.
     pub target: String,
+    /// The load profile of every rate.
     pub profile: Profile,
+    /// What a rate must do to hold.
     pub criteria: Criteria,
+    /// Whether the validations ran before the first rate only, or never.
     pub validations: &'static str,
     /// The highest rate held, every rate before it held too; `None` if the first failed.
     pub held_up_to: Option<f64>,
     /// The first rate that did not hold, if the sweep got that far.
     pub broke_at: Option<f64>,
+    /// Each rate run.
     pub steps: Vec<Step>,
 }
 

@@ -4,13 +4,17 @@
 
 use std::time::Duration;
 
+/// A delay that doubles with each consecutive failure, from `first` up to `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
+    /// The delay after the first failure.
     pub first: Duration,
+    /// The delay never grows past this.
     pub max: Duration,
 }
 
 impl Backoff {
+    /// A backoff from `first` to `max`.
     pub const fn new(first: Duration, max: Duration) -> Backoff {
         Backoff { first, max }
     }

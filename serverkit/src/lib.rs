@@ -1,5 +1,8 @@
 //! What the api and the balancer share as long-running servers.
 
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
 pub mod backoff;
 pub mod config;
 pub mod deadline;
@@ -12,4 +15,5 @@ pub mod listen;
 pub mod quiet;
 pub mod server;
 mod source;
+pub mod sys;
 pub mod timer;

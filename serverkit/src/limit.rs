@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::handoff::count::SharedCount;
 
+/// At most `max` connections open at once, shared by every source of a server.
 #[derive(Clone)]
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
@@ -59,6 +60,7 @@ impl Drop for ConnectionPermit {
 }
 
 impl ConnectionLimit {
+    /// A limit of `max` connections.
     pub fn new(max: usize) -> ConnectionLimit {
         let max = u32::try_from(max).expect("connection limits fit in u32");
         ConnectionLimit {

@@ -4,12 +4,13 @@
 //! them), and Unix socket files that are claimed carefully and removed on exit.
 
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::handoff;
+use crate::sys::socket;
 
 /// Pending connections the kernel keeps for a listener. Connections beyond the connection
 /// limit wait here, so it is deep.
@@ -17,6 +18,7 @@ const BACKLOG: i32 = 4096;
 /// Balancers connecting to one handoff socket: one each, so a few are plenty.
 const HANDOFF_BACKLOG: i32 = 64;
 
+/// Where a server takes connections from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
     /// HTTP over TCP.
@@ -66,7 +68,9 @@ pub(crate) fn bind(listen: &Listen) -> Result<Bound, String> {
             socket.bind(&(*addr).into()).map_err(fail)?;
             socket.listen(BACKLOG).map_err(fail)?;
             socket.set_nonblocking(true).map_err(fail)?;
-            defer_accept(&socket, 1).map_err(fail)?;
+            // TCP_DEFER_ACCEPT: the kernel wakes the accepting task only once the client's
+            // first bytes have arrived, so accept and read are one wake-up instead of two.
+            socket::defer_accept(&socket, 1).map_err(fail)?;
             Ok(Bound {
                 listener: socket.into(),
                 file: None,
@@ -87,14 +91,7 @@ pub(crate) fn bind(listen: &Listen) -> Result<Bound, String> {
             })
         }
         Listen::Inherited(fd) => {
-            use std::os::fd::FromRawFd;
-            // SAFETY: the parent passed this descriptor to us alone; we check it is a
-            // listening socket before taking it.
-            let socket = unsafe { Socket::from_raw_fd(*fd) };
-            if !is_listening(&socket) {
-                std::mem::forget(socket); // not ours to close if it is something else
-                return Err(format!("descriptor {fd} is not a listening socket"));
-            }
+            let socket = socket::adopt_listener(*fd)?;
             socket.set_nonblocking(true).map_err(fail)?;
             Ok(Bound {
                 listener: socket.into(),
@@ -110,43 +107,6 @@ pub(crate) fn bind(listen: &Listen) -> Result<Bound, String> {
                 file: Some(file),
             })
         }
-    }
-}
-
-/// Whether `socket` is a socket in the listening state (SO_ACCEPTCONN).
-fn is_listening(socket: &impl AsRawFd) -> bool {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt with an int-sized buffer; a non-socket gives an error.
-    let result = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ACCEPTCONN,
-            (&mut value as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    result == 0 && value != 0
-}
-
-/// Sets TCP_DEFER_ACCEPT: the kernel wakes the accepting task only once the client's first
-/// bytes have arrived, so accept and read are one wake-up instead of two.
-fn defer_accept(listener: &impl AsRawFd, seconds: i32) -> std::io::Result<()> {
-    // SAFETY: setsockopt on a socket we own, with a correctly sized int option.
-    let result = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&seconds as *const i32).cast(),
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    if result == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 

@@ -17,7 +17,7 @@
 //! says: a handed-over socket needs no fcntl(2) first.
 
 use std::io::{self, IoSlice};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -25,27 +25,10 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-/// Never block; a peer that went away is an EPIPE error, not a SIGPIPE.
-const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+use crate::sys::socket;
 
 /// How long a write that found the socket buffer full waits before trying again.
 const WRITE_RETRY: Duration = Duration::from_millis(1);
-
-/// Registers a descriptor for read readiness. The `OwnedFd` stays open and the same for as
-/// long as the `AsyncFd` lives: the safety contract.
-pub(crate) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: see above; the AsyncFd owns the descriptor.
-    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(|e| e.into_parts().1)
-}
-
-/// The result of a system call that returns a count or -1.
-pub(crate) fn check(n: isize) -> io::Result<usize> {
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
 
 /// A non-blocking stream socket registered for read readiness only.
 pub struct QuietStream {
@@ -62,12 +45,13 @@ impl QuietStream {
     /// `fd` must be a connected stream socket.
     pub fn new(fd: impl Into<OwnedFd>) -> io::Result<QuietStream> {
         Ok(QuietStream {
-            fd: register(fd.into())?,
+            fd: socket::register_readable(fd.into())?,
             retry: None,
             first_read: true,
         })
     }
 
+    /// The socket's descriptor, for system calls of its own.
     pub fn raw_fd(&self) -> RawFd {
         self.fd.get_ref().as_raw_fd()
     }
@@ -93,21 +77,6 @@ impl QuietStream {
     }
 }
 
-/// One recv(2) into the unfilled part of `buf`: the bytes read and the room there was.
-fn receive(fd: RawFd, buf: &mut ReadBuf<'_>) -> io::Result<(usize, usize)> {
-    // SAFETY: recv(2) only writes into the buffer, so it may be uninitialised (hyper hands
-    // over 8 KiB of it per read; zeroing it first showed up in profiles).
-    let unfilled = unsafe { buf.unfilled_mut() };
-    let room = unfilled.len();
-    // SAFETY: `unfilled` is valid for `room` bytes of writes.
-    let n =
-        check(unsafe { libc::recv(fd, unfilled.as_mut_ptr().cast(), room, libc::MSG_DONTWAIT) })?;
-    // SAFETY: recv(2) initialised the first `n` bytes.
-    unsafe { buf.assume_init(n) };
-    buf.advance(n);
-    Ok((n, room))
-}
-
 impl AsyncRead for QuietStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -115,7 +84,7 @@ impl AsyncRead for QuietStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         if std::mem::take(&mut self.first_read) {
-            match receive(self.raw_fd(), buf) {
+            match socket::receive(self.raw_fd(), buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // Short or not, the readiness tokio learns later is the kernel's to correct.
                 result => return Poll::Ready(result.map(drop)),
@@ -123,7 +92,7 @@ impl AsyncRead for QuietStream {
         }
         loop {
             let mut guard = ready!(self.fd.poll_read_ready(cx))?;
-            match guard.try_io(|fd| receive(fd.get_ref().as_raw_fd(), buf)) {
+            match guard.try_io(|fd| socket::receive(fd.get_ref().as_raw_fd(), buf)) {
                 Ok(Ok((n, room))) => {
                     // A short read drained the socket: forget the readiness now rather than
                     // learn it from one more read that fails with EAGAIN (as tokio does).
@@ -145,10 +114,7 @@ impl AsyncWrite for QuietStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.get_mut().write_with(cx, |fd| {
-            // SAFETY: `buf` is valid for `buf.len()` bytes of reads.
-            check(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), SEND_FLAGS) })
-        })
+        self.get_mut().write_with(cx, |fd| socket::send(fd, buf))
     }
 
     fn poll_write_vectored(
@@ -156,17 +122,8 @@ impl AsyncWrite for QuietStream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let count = bufs.len().min(libc::UIO_MAXIOV as usize);
-        self.get_mut().write_with(cx, |fd| {
-            // SAFETY: msghdr is plain data; zeroed is a valid empty value.
-            let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
-            // IoSlice is ABI-compatible with iovec on Unix (documented by std); sendmsg
-            // only reads through the pointer.
-            message.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-            message.msg_iovlen = count;
-            // SAFETY: every slice is valid for reads for the duration of the call.
-            check(unsafe { libc::sendmsg(fd, &message, SEND_FLAGS) })
-        })
+        self.get_mut()
+            .write_with(cx, |fd| socket::send_vectored(fd, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -194,10 +151,11 @@ impl QuietListener {
     /// `listener` must already be listening, in non-blocking mode.
     pub fn new(listener: impl Into<OwnedFd>) -> io::Result<QuietListener> {
         Ok(QuietListener {
-            fd: register(listener.into())?,
+            fd: socket::register_readable(listener.into())?,
         })
     }
 
+    /// The listener's descriptor, for system calls of its own.
     pub fn raw_fd(&self) -> RawFd {
         self.fd.get_ref().as_raw_fd()
     }
@@ -211,7 +169,7 @@ impl QuietListener {
     pub async fn accept(&self) -> io::Result<OwnedFd> {
         loop {
             let mut guard = self.fd.readable().await?;
-            match guard.try_io(|fd| accept(fd.get_ref())) {
+            match guard.try_io(|fd| socket::accept(fd.get_ref())) {
                 Ok(result) => return result,
                 Err(_would_block) => continue,
             }
@@ -221,29 +179,12 @@ impl QuietListener {
     /// A connection already waiting, without waiting for one. `None` also forgets the
     /// readiness, so the next `accept` sleeps until a new connection arrives.
     pub fn try_accept(&self) -> io::Result<Option<OwnedFd>> {
-        match self.fd.try_io(Interest::READABLE, accept) {
+        match self.fd.try_io(Interest::READABLE, socket::accept) {
             Ok(fd) => Ok(Some(fd)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
     }
-}
-
-fn accept(listener: &OwnedFd) -> io::Result<OwnedFd> {
-    // SAFETY: accept4 on a listening socket we own, with null address pointers (allowed).
-    let raw = unsafe {
-        libc::accept4(
-            listener.as_raw_fd(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh, valid descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::source::Source;
 
 pub use crate::source::{Connection, Drain, Handler};
 
+/// A server bound to its sources and not yet running (`bind`, then `run`).
 pub struct Server {
     sources: Vec<(Listen, Bound)>,
     limit: ConnectionLimit,

@@ -26,8 +26,11 @@ const ACCEPT_BATCH: usize = 64;
 /// the connection limit, and its watch for the deadlines (`crate::deadline`), which whatever
 /// serves it keeps informed and obeys.
 pub struct Connection {
+    /// The client's socket.
     pub fd: OwnedFd,
+    /// Its place under the connection limit, given back when the connection ends.
     pub permit: ConnectionPermit,
+    /// Its deadlines and phase.
     pub watch: Watch,
 }
 
@@ -48,6 +51,7 @@ impl Drain {
         Drain(stopping)
     }
 
+    /// Whether the server has started draining (stop taking new work).
     pub fn is_draining(&self) -> bool {
         *self.0.borrow()
     }

@@ -18,6 +18,7 @@ enum Layout {
     },
 }
 
+/// The cgroups this runner creates, in whichever hierarchy the machine has (v1 or v2).
 #[derive(Debug)]
 pub struct Cgroup {
     layout: Layout,

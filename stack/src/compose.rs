@@ -5,41 +5,61 @@ use std::path::Path;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+/// A volume or bind mount of a service.
 #[derive(Debug, Clone)]
 pub struct Mount {
+    /// The volume name or host path.
     pub source: String,
+    /// The path in the container.
     pub target: String,
 }
 
+/// One service of compose.yaml, as far as the runner and the checks need it.
 #[derive(Debug, Clone, Default)]
 pub struct Service {
+    /// Its name.
     pub name: String,
+    /// `image`.
     pub image: Option<String>,
+    /// `build.context`.
     pub build_context: Option<String>,
+    /// `build.dockerfile`.
     pub dockerfile: Option<String>,
+    /// `command`, as one string.
     pub command: Option<String>,
     /// Raw values, `${VAR:-default}` not yet resolved.
     pub environment: Vec<(String, String)>,
+    /// `volumes`.
     pub volumes: Vec<Mount>,
+    /// `ports`.
     pub ports: Vec<String>,
+    /// `deploy.resources.limits.cpus`, raw.
     pub cpus: Option<String>,
+    /// `deploy.resources.limits.memory`, raw.
     pub memory: Option<String>,
     /// (service, condition)
     pub depends_on: Vec<(String, Option<String>)>,
+    /// `healthcheck.test`.
     pub healthcheck: Option<Vec<String>>,
+    /// `restart`.
     pub restart: Option<String>,
+    /// `network_mode`.
     pub network_mode: Option<String>,
     /// `extends`, as written (`${VAR}` not yet resolved); [`Compose::load`] resolves it.
     pub extends: Option<Extends>,
 }
 
+/// An `extends:` entry.
 #[derive(Debug, Clone)]
 pub struct Extends {
+    /// The other file, if any.
     pub file: Option<String>,
+    /// The service extended.
     pub service: String,
 }
 
 impl Service {
+    /// The raw value of environment variable `name`.
     pub fn env(&self, name: &str) -> Option<&str> {
         self.environment
             .iter()
@@ -47,6 +67,7 @@ impl Service {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The CPU limit as a number, with `${VAR:-default}` resolved to its default.
     pub fn cpus(&self) -> Option<f64> {
         self.cpus.as_deref()?.parse().ok()
     }
@@ -90,9 +111,12 @@ impl Service {
     }
 }
 
+/// compose.yaml, as far as the runner and the checks need it.
 #[derive(Debug, Clone)]
 pub struct Compose {
+    /// Every service, in file order.
     pub services: Vec<Service>,
+    /// Named volumes.
     pub volumes: Vec<String>,
 }
 
@@ -115,6 +139,7 @@ impl Compose {
         })
     }
 
+    /// Parses compose text (without resolving `extends`: `load` does).
     pub fn parse(text: &str) -> Result<Compose, String> {
         let docs = YamlLoader::load_from_str(text).map_err(|e| e.to_string())?;
         let doc = docs.first().ok_or("empty document")?;
@@ -134,6 +159,7 @@ impl Compose {
         Ok(Compose { services, volumes })
     }
 
+    /// The service named `name`.
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
     }

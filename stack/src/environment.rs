@@ -17,7 +17,7 @@ const OWNED: [&str; 5] = [
 
 /// The service's compose environment, resolved: the caller's variables override literal
 /// values, and the runner's own addresses replace the container paths.
-pub fn environment(
+pub(crate) fn environment(
     service: &Service,
     dir: &Path,
     database_url: &str,

@@ -3,6 +3,8 @@
 //! compose.yaml gives them; optionally each under its compose CPU and memory limits.
 //! Ctrl-C or SIGTERM stops everything it started and removes its temporary files.
 
+#![forbid(unsafe_code)]
+
 //!
 //! `supervise`: starting, watching and stopping each service; `environment`: compose.yaml's
 //! environment mapped onto this machine; `probe`: readiness.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 /// Waits up to 40 s for the stack to answer, failing early with the name `exited` gives
 /// when a service's process has gone.
-pub async fn wait_ready(
+pub(crate) async fn wait_ready(
     port: u16,
     mut exited: impl FnMut() -> Option<String>,
 ) -> Result<(), String> {

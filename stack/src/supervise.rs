@@ -13,7 +13,7 @@ use stack::compose::Service;
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// How a service is started, and started again after a crash.
-pub enum Launch {
+pub(crate) enum Launch {
     /// `scripts/pg-cluster start DIR`: a daemon, watched through its postmaster.pid. The
     /// first start (`--init`) also creates database "rinha" from db/init.sql; restarts keep
     /// the data.
@@ -30,7 +30,7 @@ pub enum Launch {
 }
 
 /// One service the runner looks after.
-pub struct Running {
+pub(crate) struct Running {
     pub name: String,
     launch: Launch,
     child: Option<Child>,
@@ -39,7 +39,7 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn new(name: &str, launch: Launch, cgroup: Option<Cgroup>) -> Running {
+    pub(crate) fn new(name: &str, launch: Launch, cgroup: Option<Cgroup>) -> Running {
         Running {
             name: name.to_owned(),
             launch,
@@ -51,7 +51,7 @@ impl Running {
 
     /// Starts the service (again); for the database, returns what pg-cluster printed (its
     /// URL).
-    pub fn start(&mut self) -> Result<String, String> {
+    pub(crate) fn start(&mut self) -> Result<String, String> {
         self.started = Instant::now();
         match &mut self.launch {
             Launch::Database {
@@ -90,7 +90,7 @@ impl Running {
     }
 
     /// Whether the service's process is gone.
-    pub fn is_down(&mut self) -> bool {
+    pub(crate) fn is_down(&mut self) -> bool {
         match &self.launch {
             Launch::Database { dir, .. } => {
                 let pid =
@@ -107,13 +107,13 @@ impl Running {
 
     /// Whether it is down and was started over a second ago: one restart a second at most,
     /// as Docker's restart policy backs off.
-    pub fn needs_restart(&mut self) -> bool {
+    pub(crate) fn needs_restart(&mut self) -> bool {
         self.is_down() && self.started.elapsed() > Duration::from_secs(1)
     }
 
     /// Stops one of our binaries: SIGTERM (it drains), then SIGKILL after STOP_GRACE. The
     /// database is stopped with its cluster (`pg-cluster destroy`).
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let Some(child) = self.child.as_mut() else {
             return;
         };
@@ -128,7 +128,7 @@ impl Running {
 }
 
 /// A cgroup with the service's compose.yaml CPU and memory limits.
-pub fn cgroup_for(service: &Service) -> Result<Cgroup, String> {
+pub(crate) fn cgroup_for(service: &Service) -> Result<Cgroup, String> {
     let cpus = service
         .cpus()
         .ok_or_else(|| format!("{}: no cpus limit in compose.yaml", service.name))?;

@@ -13,19 +13,25 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Where a server listens.
 #[derive(Debug, Clone)]
 pub enum Target {
+    /// An HTTP server on a Unix socket.
     Unix(PathBuf),
+    /// An HTTP server on TCP.
     Tcp(std::net::SocketAddr),
 }
 
 /// What came back.
 #[derive(Debug)]
 pub struct Reply {
+    /// The status.
     pub status: StatusCode,
+    /// The headers.
     pub headers: hyper::HeaderMap,
+    /// The body, whole.
     pub body: Bytes,
 }
 
 impl Reply {
+    /// The body as JSON; panics with the body's text if it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
             panic!(
@@ -36,6 +42,7 @@ impl Reply {
         })
     }
 
+    /// The body as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -78,10 +85,12 @@ impl Target {
         stream.and_then(exchange).unwrap_or(false)
     }
 
+    /// GET `path` on a fresh connection.
     pub async fn get(&self, path: &str) -> Reply {
         self.request(Method::GET, path, b"").await
     }
 
+    /// POST the JSON `body` to `path` on a fresh connection.
     pub async fn post(&self, path: &str, body: &str) -> Reply {
         self.request(Method::POST, path, body.as_bytes()).await
     }

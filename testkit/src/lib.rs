@@ -4,6 +4,9 @@
 //! Nothing here mocks anything: a test that needs the database gets a fresh one built from
 //! `db/init.sql` on a real server, and fails loudly when there is none.
 
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
 mod client;
 mod official;
 mod postgres;
@@ -32,6 +35,7 @@ pub fn repo_root() -> PathBuf {
 pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
+    /// A new directory, its name starting with `rinha-LABEL-`.
     pub fn new(label: &str) -> TempDir {
         let dir = tempfile::Builder::new()
             .prefix(&format!("rinha-{label}-"))
@@ -40,10 +44,12 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// Its path.
     pub fn path(&self) -> &std::path::Path {
         self.0.path()
     }
 
+    /// A path inside it.
     pub fn join(&self, name: &str) -> PathBuf {
         self.0.path().join(name)
     }

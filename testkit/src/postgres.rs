@@ -30,10 +30,12 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A fresh database on TEST_DATABASE_URL's server.
     pub async fn create() -> TestDb {
         TestDb::create_on(&admin_url()).await
     }
 
+    /// A fresh database on the server of the admin URL `admin`.
     pub async fn create_on(admin: &str) -> TestDb {
         let name = format!("test_{}", unique_suffix());
         let mut conn = PgConnection::connect(admin)
@@ -59,6 +61,7 @@ impl TestDb {
         }
     }
 
+    /// Its URL.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -96,6 +99,7 @@ impl RowLock {
 }
 
 impl TestDb {
+    /// Holds client `client`'s row lock (SELECT ... FOR UPDATE in an open transaction) until released.
     pub async fn lock_client(&self, client: i32) -> RowLock {
         let mut conn = self.connect().await;
         conn.execute("BEGIN").await.expect("BEGIN");
@@ -128,7 +132,7 @@ impl Drop for TestDb {
     }
 }
 
-pub fn init_sql() -> String {
+pub(crate) fn init_sql() -> String {
     std::fs::read_to_string(repo_root().join("db/init.sql")).expect("reading db/init.sql")
 }
 
@@ -154,6 +158,7 @@ impl Cluster {
         Cluster { dir, url }
     }
 
+    /// A URL of its `postgres` database.
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -31,6 +31,7 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts `program` with `env` on top of ours, its stderr captured.
     pub fn spawn(program: &Path, env: &[(&str, &str)]) -> Process {
         Process::spawn_with_args(program, &[], env)
     }
@@ -57,6 +58,7 @@ impl Process {
         }
     }
 
+    /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
@@ -136,10 +138,9 @@ pub fn handoff_socket(socket: &Path) -> PathBuf {
 
 /// What a pipe holds now, without waiting for more.
 fn read_available(mut pipe: std::process::ChildStderr) -> String {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
     use std::io::Read;
-    use std::os::fd::AsRawFd;
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let _ = fcntl(&pipe, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
     let mut bytes = Vec::new();
     let _ = pipe.read_to_end(&mut bytes); // stops at WouldBlock with what was there
     String::from_utf8_lossy(&bytes).into_owned()

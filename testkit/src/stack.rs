@@ -6,10 +6,15 @@ use std::time::Duration;
 
 use crate::{binary, spawn_api, Process, Target, TempDir, TestDb};
 
+/// An API process on a fresh database, on a Unix socket in a temporary directory.
 pub struct TestApi {
+    /// Its database.
     pub db: TestDb,
+    /// Where it serves HTTP.
     pub target: Target,
+    /// The process.
     pub process: Process,
+    /// Its directory (sockets), removed on drop.
     pub dir: TempDir,
 }
 
@@ -47,12 +52,16 @@ pub fn free_port() -> u16 {
 
 /// The balancer binary on a free loopback port in front of `upstreams`.
 pub struct Balancer {
+    /// The process (the supervisor).
     pub process: Process,
+    /// Where it listens.
     pub target: Target,
+    /// The same, as an address.
     pub addr: SocketAddr,
 }
 
 impl Balancer {
+    /// Starts the balancer binary on a free port in front of `upstreams`, with `env`, and waits until it listens.
     pub fn start(upstreams: &[&PathBuf], env: &[(&str, &str)]) -> Balancer {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let list: Vec<String> = upstreams.iter().map(|p| p.display().to_string()).collect();

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::pool::{Lease, Pool, Slot};
 
 #[derive(Clone)]
-pub struct Connections {
+pub(super) struct Connections {
     /// Credits and debits, and statement reads when `reads` is None or busy.
     writes: Pool,
     /// Statement reads first. A commit can wait a long time for the disk (a virtual disk's
@@ -30,7 +30,7 @@ pub struct Connections {
 
 /// Which connections an operation runs on.
 #[derive(Clone, Copy)]
-pub enum Use {
+pub(super) enum Use {
     Write,
     Read,
 }
@@ -38,7 +38,7 @@ pub enum Use {
 impl Connections {
     /// Connects, retrying with backoff for up to `config.db_wait`: in compose the database
     /// may still be starting when the API does.
-    pub async fn connect(config: &Config) -> Result<Connections, String> {
+    pub(super) async fn connect(config: &Config) -> Result<Connections, String> {
         // The server cancels (and so rolls back) a statement that outlives DB_TIMEOUT_MS, so a
         // request answered 503 for slowness is never applied behind the client's back.
         let options = config.database.clone().options([(
@@ -84,7 +84,7 @@ impl Connections {
     /// the operation. The second starts when the operation does and outlasts the server's
     /// statement_timeout, so a statement cut short is rolled back by the server, never applied
     /// after the 503. The connection is reused only if the operation completed.
-    pub async fn run<T>(
+    pub(super) async fn run<T>(
         &self,
         on: Use,
         operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T, DbError>,
@@ -94,7 +94,7 @@ impl Connections {
     }
 
     /// `run`, with the wait for a connection bounded by `deadline` instead.
-    pub async fn run_before<T>(
+    pub(super) async fn run_before<T>(
         &self,
         deadline: tokio::time::Instant,
         on: Use,
@@ -126,7 +126,7 @@ impl Connections {
     /// connection is lost on the way (PostgreSQL crashed or restarted), it is run again on a
     /// new connection once the database is back, until the acquire deadline (DB_TIMEOUT_MS).
     /// `operation` makes each attempt.
-    pub async fn run_retrying<T, Attempt>(
+    pub(super) async fn run_retrying<T, Attempt>(
         &self,
         on: Use,
         operation: impl Fn() -> Attempt,
@@ -148,7 +148,7 @@ impl Connections {
     }
 
     /// `operation` under the operation deadline.
-    pub async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         operation: impl Future<Output = Result<T, DbError>>,
     ) -> Result<T, DbError> {
@@ -158,38 +158,41 @@ impl Connections {
     }
 
     /// `wait` (for a connection, a slot, an answer) under the acquire deadline.
-    pub async fn bounded_wait<T>(&self, wait: impl Future<Output = T>) -> Result<T, DbError> {
+    pub(super) async fn bounded_wait<T>(
+        &self,
+        wait: impl Future<Output = T>,
+    ) -> Result<T, DbError> {
         tokio::time::timeout(self.acquire_timeout, wait)
             .await
             .map_err(|_| DbError::Timeout)
     }
 
     /// A free write slot now, if there is one (group commit starts a batch only then).
-    pub fn try_write_slot(&self) -> Option<Slot> {
+    pub(super) fn try_write_slot(&self) -> Option<Slot> {
         self.writes.try_slot()
     }
 
     /// The next write slot to come free, whoever frees it, within the acquire deadline.
-    pub async fn next_write_slot(&self) -> Result<Slot, DbError> {
+    pub(super) async fn next_write_slot(&self) -> Result<Slot, DbError> {
         Ok(self.bounded_wait(self.writes.slot()).await??)
     }
 
     /// The connection for a write slot, within the acquire deadline: past it the database is
     /// down for good.
-    pub async fn lease(&self, slot: Slot) -> Result<Lease, DbError> {
+    pub(super) async fn lease(&self, slot: Slot) -> Result<Lease, DbError> {
         self.bounded_wait(self.writes.lease(slot)).await
     }
 
     /// After an operation failed (its connection is closed, not reused): when the server end
     /// was gone, PostgreSQL restarted, and the idle connections are most likely dead too.
-    pub fn note_failure(&self, error: &DbError) {
+    pub(super) fn note_failure(&self, error: &DbError) {
         if error.is_connection_lost() {
             self.pools().for_each(Pool::discard_idle);
         }
     }
 
     /// Closes every connection; in-flight operations finish first.
-    pub async fn close(&self) {
+    pub(super) async fn close(&self) {
         for pool in self.pools() {
             pool.close().await;
         }

@@ -18,7 +18,7 @@ mod operations;
 mod outcome;
 mod sql;
 
-pub use outcome::{Applied, DbError, Statement};
+pub(crate) use outcome::{Applied, DbError, Statement};
 
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ use operations::Operations;
 use sql::Operation;
 
 #[derive(Clone)]
-pub struct Database {
+pub(crate) struct Database {
     connections: Connections,
     operations: Arc<Operations>,
     /// Every credit and debit goes through group commit; with DB_BATCH_MAX=1 each batch
@@ -42,7 +42,7 @@ pub struct Database {
 impl Database {
     /// Connects, retrying with backoff for up to `config.db_wait`: in compose the database
     /// may still be starting when the API does.
-    pub async fn connect(config: &Config) -> Result<Database, String> {
+    pub(crate) async fn connect(config: &Config) -> Result<Database, String> {
         let connections = Connections::connect(config).await?;
         let operations = Operations::reserve(&connections)
             .await
@@ -56,7 +56,7 @@ impl Database {
     }
 
     /// A credit or debit, with the client's Idempotency-Key if it sent one.
-    pub async fn transact(
+    pub(crate) async fn transact(
         &self,
         client: i32,
         tx: Transaction<'_>,
@@ -72,7 +72,7 @@ impl Database {
     }
 
     /// A read is safe to send twice: one whose connection was lost is read again.
-    pub async fn statement(&self, client: i32) -> Result<Option<Statement>, DbError> {
+    pub(crate) async fn statement(&self, client: i32) -> Result<Option<Statement>, DbError> {
         let started = std::time::Instant::now();
         let read = || async |conn: &mut _| sql::statement(conn, client).await;
         let statement = self.connections.run_retrying(Use::Read, read).await;
@@ -81,7 +81,7 @@ impl Database {
     }
 
     /// Closes every connection; in-flight operations finish first.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         eprintln!("api: group commit: {}", self.writes.report());
         for line in timings::report() {
             eprintln!("api: timings: {line}");

@@ -19,7 +19,7 @@ use super::outcome::DbError;
 /// block lasts an instance close to two hours.
 const BLOCK: i64 = 1 << 20;
 
-pub struct Operations {
+pub(super) struct Operations {
     /// The ids of the current block not yet given out.
     block: Mutex<Range<i64>>,
     /// Held while a new block is reserved, so one request reserves it and the rest wait.
@@ -28,7 +28,7 @@ pub struct Operations {
 
 impl Operations {
     /// Reserves the first block now, so the first requests do not wait for it.
-    pub async fn reserve(connections: &Connections) -> Result<Operations, DbError> {
+    pub(super) async fn reserve(connections: &Connections) -> Result<Operations, DbError> {
         let block = connections.run(Use::Write, reserve_block).await?;
         Ok(Operations {
             block: Mutex::new(block),
@@ -37,7 +37,7 @@ impl Operations {
     }
 
     /// The next id, reserving a new block when this one is used up.
-    pub async fn next(&self, connections: &Connections) -> Result<i64, DbError> {
+    pub(super) async fn next(&self, connections: &Connections) -> Result<i64, DbError> {
         loop {
             if let Some(id) = self.block.lock().expect("operations lock").next() {
                 return Ok(id);

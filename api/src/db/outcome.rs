@@ -3,7 +3,7 @@
 /// Why a database operation gave no answer. Every variant but refused data means "try again
 /// later" (503).
 #[derive(Debug)]
-pub enum DbError {
+pub(crate) enum DbError {
     /// No connection or no answer within `DB_TIMEOUT_MS`.
     Timeout,
     Sqlx(sqlx::Error),
@@ -15,14 +15,14 @@ impl DbError {
     /// Whether PostgreSQL refused the data of a statement (class 22, data exception, or 23,
     /// integrity constraint violation): that input would be refused again, unlike an error
     /// of the connection or the server, and nothing of the statement was applied.
-    pub fn is_refused_data(&self) -> bool {
+    pub(crate) fn is_refused_data(&self) -> bool {
         self.sql_state()
             .is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
     }
 
     /// Whether the server end of the connection is gone (a restart or crash of PostgreSQL, a
     /// terminated backend) rather than a problem with one statement.
-    pub fn is_connection_lost(&self) -> bool {
+    pub(crate) fn is_connection_lost(&self) -> bool {
         matches!(self, DbError::Sqlx(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)))
             // 08: connection exception; 57P: operator intervention (shutdown, crash, terminated).
             || self
@@ -39,7 +39,7 @@ impl DbError {
     }
 
     /// The same error for each request of a failed batch.
-    pub fn shared(&self) -> DbError {
+    pub(crate) fn shared(&self) -> DbError {
         match self {
             DbError::Timeout => DbError::Timeout,
             other => DbError::Batch(other.to_string()),
@@ -65,7 +65,7 @@ impl From<sqlx::Error> for DbError {
 
 /// What became of a credit or debit.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Applied {
+pub(crate) enum Applied {
     Done {
         balance: i32,
         limit: i32,
@@ -78,17 +78,17 @@ pub enum Applied {
 }
 
 /// A credit's or debit's answer from the database.
-pub type Answer = Result<Applied, DbError>;
+pub(super) type Answer = Result<Applied, DbError>;
 
 /// One line of a statement; `at` is microseconds since the Unix epoch.
-pub struct Entry {
+pub(crate) struct Entry {
     pub amount: i32,
     pub kind: String,
     pub description: String,
     pub at: i64,
 }
 
-pub struct Statement {
+pub(crate) struct Statement {
     pub balance: i32,
     pub limit: i32,
     /// At most ten, newest first.

@@ -10,7 +10,7 @@ use crate::validation::Transaction;
 /// A credit or debit on its way to the database: the transaction, the client it is for, its
 /// operation id (`operations`, stored with its row) and the client's Idempotency-Key if it
 /// sent one. It owns its text, to wait in group commit's queue.
-pub struct Operation {
+pub(super) struct Operation {
     pub client: i32,
     pub id: i64,
     pub key: Option<String>,
@@ -55,7 +55,7 @@ const STATEMENT: &str = "\
      ORDER BY t.id DESC";
 
 /// One credit or debit, in one statement.
-pub async fn transact(conn: &mut PgConnection, op: &Operation) -> Answer {
+pub(super) async fn transact(conn: &mut PgConnection, op: &Operation) -> Answer {
     let row = sqlx::query(TRANSACT)
         .bind(op.client)
         .bind(op.tx.signed_amount())
@@ -72,7 +72,7 @@ pub async fn transact(conn: &mut PgConnection, op: &Operation) -> Answer {
 /// without an Idempotency-Key takes the single statement, which is cheaper for one.
 /// `resumed`: sent again after a commit was cut off (`resume`), so each one already
 /// applied is answered as it was.
-pub async fn transact_batch(
+pub(super) async fn transact_batch(
     conn: &mut PgConnection,
     ops: &[Operation],
     resumed: bool,
@@ -132,7 +132,7 @@ fn applied(row: &PgRow) -> Answer {
 }
 
 /// Deletes the Idempotency-Keys past their 24 hours; how many.
-pub async fn expire_keys(conn: &mut PgConnection) -> Result<u64, DbError> {
+pub(super) async fn expire_keys(conn: &mut PgConnection) -> Result<u64, DbError> {
     let done = sqlx::query(
         "DELETE FROM chaves_de_idempotencia WHERE criada_em < now() - interval '24 hours'",
     )
@@ -142,7 +142,10 @@ pub async fn expire_keys(conn: &mut PgConnection) -> Result<u64, DbError> {
 }
 
 /// A client's balance and last ten entries, or None for an unknown client.
-pub async fn statement(conn: &mut PgConnection, client: i32) -> Result<Option<Statement>, DbError> {
+pub(super) async fn statement(
+    conn: &mut PgConnection,
+    client: i32,
+) -> Result<Option<Statement>, DbError> {
     let rows = sqlx::query(STATEMENT).bind(client).fetch_all(conn).await?;
     let Some(first) = rows.first() else {
         return Ok(None);

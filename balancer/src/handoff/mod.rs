@@ -29,7 +29,7 @@ use crate::unavailable;
 use waiting::{Waiting, RETRY};
 
 /// handoff mode's handler: places each batch of accepted connections on the upstreams.
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     state: Arc<State>,
     waiting: Waiting,
 }
@@ -52,7 +52,7 @@ impl Handler for Dispatcher {
 
 impl Dispatcher {
     /// The dispatcher, and its task that retries waiting connections (call on the runtime).
-    pub fn start(state: Arc<State>) -> Arc<Dispatcher> {
+    pub(crate) fn start(state: Arc<State>) -> Arc<Dispatcher> {
         assert!(
             state.upstreams.iter().all(|u| u.handoff.is_some()),
             "handoff mode gives every upstream a link"

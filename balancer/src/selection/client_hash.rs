@@ -5,7 +5,7 @@ use crate::upstream::Upstream;
 /// is up (its row lock then never bounces between instances). Requests without a client id
 /// go round robin.
 #[derive(Default)]
-pub struct ClientHash {
+pub(crate) struct ClientHash {
     fallback: RoundRobin,
 }
 

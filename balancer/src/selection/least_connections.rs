@@ -6,7 +6,7 @@ use crate::upstream::Upstream;
 /// The upstream with the fewest requests in flight. Ties rotate, so an idle pool does not
 /// send everything to the first upstream.
 #[derive(Default)]
-pub struct LeastConnections {
+pub(crate) struct LeastConnections {
     next: AtomicUsize,
 }
 

@@ -10,11 +10,11 @@ mod round_robin;
 
 use crate::upstream::Upstream;
 
-pub use client_hash::ClientHash;
-pub use least_connections::LeastConnections;
-pub use power_of_two::PowerOfTwo;
-pub use random::Random;
-pub use round_robin::RoundRobin;
+pub(crate) use client_hash::ClientHash;
+pub(crate) use least_connections::LeastConnections;
+pub(crate) use power_of_two::PowerOfTwo;
+pub(crate) use random::Random;
+pub(crate) use round_robin::RoundRobin;
 
 pub trait Select: Send + Sync {
     /// Index of the preferred upstream. `key` is the request's client id, for the strategies
@@ -49,16 +49,23 @@ impl Iterator for Candidates {
     }
 }
 
+/// An LB_STRATEGY: which upstream is tried first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
+    /// Each upstream in turn.
     RoundRobin,
+    /// The upstream with the fewest requests or connections in flight.
     LeastConnections,
+    /// Any upstream, uniformly.
     Random,
+    /// The less busy of two chosen at random.
     PowerOfTwo,
+    /// The same client id to the same upstream (http mode only: it reads the request).
     ClientHash,
 }
 
 impl Strategy {
+    /// Every strategy.
     pub const ALL: [Strategy; 5] = [
         Strategy::RoundRobin,
         Strategy::LeastConnections,
@@ -78,6 +85,7 @@ impl Strategy {
         }
     }
 
+    /// The strategy of an LB_STRATEGY value.
     pub fn parse(name: &str) -> Option<Strategy> {
         Self::ALL.into_iter().find(|s| s.name() == name)
     }
@@ -107,6 +115,7 @@ impl Strategy {
         matches!(self, Strategy::LeastConnections | Strategy::PowerOfTwo)
     }
 
+    /// The selector that runs this strategy.
     pub fn build(self) -> Box<dyn Select> {
         match self {
             Strategy::RoundRobin => Box::new(RoundRobin::default()),
@@ -119,7 +128,7 @@ impl Strategy {
 }
 
 /// The client id of a `/clientes/{id}/...` path.
-pub fn client_key(path: &str) -> Option<&str> {
+pub(crate) fn client_key(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/clientes/")?;
     rest.split('/').next().filter(|id| !id.is_empty())
 }
@@ -150,7 +159,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::address::UpstreamAddr;
 
-    pub fn upstreams(n: usize) -> Vec<Upstream> {
+    pub(crate) fn upstreams(n: usize) -> Vec<Upstream> {
         (0..n)
             .map(|i| Upstream::new(UpstreamAddr::Unix(format!("/u{i}").into()), None))
             .collect()

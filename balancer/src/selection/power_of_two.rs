@@ -3,7 +3,7 @@ use crate::upstream::Upstream;
 
 /// Two upstreams at random; the one with fewer requests in flight wins. Nearly as good as
 /// least-connections at spreading load, without every request looking at every upstream.
-pub struct PowerOfTwo;
+pub(crate) struct PowerOfTwo;
 
 impl Select for PowerOfTwo {
     fn first(&self, upstreams: &[Upstream], _key: Option<&str>) -> usize {

@@ -2,7 +2,7 @@ use super::{random_below, Select};
 use crate::upstream::Upstream;
 
 /// Any upstream, uniformly at random.
-pub struct Random;
+pub(crate) struct Random;
 
 impl Select for Random {
     fn first(&self, upstreams: &[Upstream], _key: Option<&str>) -> usize {

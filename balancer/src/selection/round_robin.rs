@@ -5,7 +5,7 @@ use crate::upstream::Upstream;
 
 /// Each upstream in turn. The Rinha rules require it, so it is the default.
 #[derive(Default)]
-pub struct RoundRobin {
+pub(crate) struct RoundRobin {
     next: AtomicUsize,
 }
 

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use balancer::config::Mode;
-use balancer::health::BACKOFF;
-use balancer::selection::Strategy;
+use balancer::Mode;
+use balancer::Strategy;
+use balancer::BACKOFF;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 /// Paths change its behaviour: `/slow/{ms}` answers late, `/status/{code}` answers that
 /// status, `/hangup` reads the request and closes the connection without answering, and
 /// `/hangup-on/{name}` does that only on the stub of that name.
-pub struct Stub {
+pub(crate) struct Stub {
     pub name: String,
     pub socket: PathBuf,
     pub handoff: PathBuf,
@@ -75,12 +75,12 @@ impl Handler for Serve {
 }
 
 impl Stub {
-    pub fn start(dir: &TempDir, name: &str) -> Stub {
+    pub(crate) fn start(dir: &TempDir, name: &str) -> Stub {
         Stub::start_slow(dir, name, Duration::ZERO)
     }
 
     /// A stub that waits `delay` before every answer.
-    pub fn start_slow(dir: &TempDir, name: &str, delay: Duration) -> Stub {
+    pub(crate) fn start_slow(dir: &TempDir, name: &str, delay: Duration) -> Stub {
         let socket = Stub::path(dir, name, "http");
         let handoff = Stub::path(dir, name, "handoff");
         let server = Server::bind(
@@ -120,13 +120,13 @@ impl Stub {
     }
 
     /// Where a stub called `name` in `dir` is reached by a balancer in `mode`.
-    pub fn path(dir: &TempDir, name: &str, mode: &str) -> PathBuf {
+    pub(crate) fn path(dir: &TempDir, name: &str, mode: &str) -> PathBuf {
         let extension = if mode == "handoff" { "handoff" } else { "sock" };
         dir.join(&format!("{name}.{extension}"))
     }
 
     /// Where a balancer in `mode` reaches this stub.
-    pub fn addr(&self, mode: &str) -> &PathBuf {
+    pub(crate) fn addr(&self, mode: &str) -> &PathBuf {
         if mode == "handoff" {
             &self.handoff
         } else {
@@ -135,17 +135,17 @@ impl Stub {
     }
 
     /// Every request seen, as "METHOD path body".
-    pub fn seen(&self) -> Vec<String> {
+    pub(crate) fn seen(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
     }
 
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
 
     /// Like a crashed process: every connection closes, connections still queued for it are
     /// lost, and both socket files go away. Returns once all of that is done.
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         self.dead.store(true, Ordering::SeqCst);
         for task in self.tasks.lock().unwrap().drain(..) {
             task.abort();
@@ -221,12 +221,12 @@ async fn answer(
 }
 
 /// Every mode, by the name LB_MODE takes.
-pub fn modes() -> impl Iterator<Item = &'static str> {
+pub(crate) fn modes() -> impl Iterator<Item = &'static str> {
     Mode::ALL.into_iter().map(Mode::name)
 }
 
 /// Every strategy with every mode it works in, by name.
-pub fn strategy_modes() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn strategy_modes() -> Vec<(&'static str, &'static str)> {
     Strategy::ALL
         .into_iter()
         .flat_map(|s| {
@@ -239,12 +239,12 @@ pub fn strategy_modes() -> Vec<(&'static str, &'static str)> {
 }
 
 /// Long enough for any upstream's failure backoff to have ended.
-pub fn past_backoff() -> Duration {
+pub(crate) fn past_backoff() -> Duration {
     BACKOFF.max + Duration::from_millis(100)
 }
 
 /// The balancer's worker processes, as its supervisor's children.
-pub fn workers_of(supervisor: u32) -> Vec<u32> {
+pub(crate) fn workers_of(supervisor: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{supervisor}/task/{supervisor}/children"))
         .unwrap_or_default()
         .split_whitespace()

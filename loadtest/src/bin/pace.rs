@@ -7,6 +7,8 @@
 //!   pace --target http://127.0.0.1:9999 --concurrency 16 --seconds 10
 //!   pace --path /clientes/1/transacoes --body '{"valor":1,"tipo":"c","descricao":"x"}' --rate 340
 
+#![forbid(unsafe_code)]
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 

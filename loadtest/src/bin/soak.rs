@@ -2,6 +2,8 @@
 //! memory, descriptors and storage sampled every 10 s (`loadtest::soak`). `bench/soak`
 //! starts the stack under its limits and runs this.
 
+#![forbid(unsafe_code)]
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

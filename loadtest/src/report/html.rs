@@ -16,6 +16,7 @@ svg{width:100%;height:auto;margin:8px 0 16px}.axis{stroke:#444}.grid{stroke:#eee
 .tick{font-size:10px;fill:#555}.title{font-size:13px;font-weight:bold}.bar{fill:#1971c2}
 ";
 
+/// The run as one self-contained HTML page, with charts.
 pub fn html(outcome: &Outcome, report: &Report, options: &Options) -> String {
     let secs = &report.seconds;
     // One latency statistic over the seconds that had requests.

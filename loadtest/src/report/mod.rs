@@ -18,14 +18,20 @@ use serde_json::json;
 use crate::model::{Options, Outcome};
 use crate::stats::{self, Group, Score};
 
+/// The official report's figures for one run.
 pub struct Report {
+    /// Latency groups: all requests first, then each name.
     pub groups: Vec<Group>,
+    /// The official scoring.
     pub score: Score,
+    /// KO messages, most frequent first.
     pub failures: Vec<(String, usize)>,
+    /// Per second of the run.
     pub seconds: Vec<stats::Second>,
 }
 
 impl Report {
+    /// The report of `outcome`.
     pub fn new(outcome: &Outcome) -> Report {
         Report {
             groups: stats::groups(&outcome.records),
@@ -35,6 +41,7 @@ impl Report {
         }
     }
 
+    /// No KO, and every client's balance audit clean.
     pub fn passed(&self, outcome: &Outcome) -> bool {
         self.groups[0].ko == 0 && outcome.audit.iter().all(|a| a.clean())
     }
@@ -51,6 +58,7 @@ pub(crate) fn cpu_line(outcome: &Outcome) -> String {
     )
 }
 
+/// The report as text, as printed at the end of a run.
 pub fn text(outcome: &Outcome, report: &Report, options: &Options) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -175,6 +183,7 @@ pub fn write(
         })
 }
 
+/// The report as JSON (`--json`), for the benchmarks.
 pub fn json(outcome: &Outcome, report: &Report, options: &Options) -> serde_json::Value {
     json!({
         "target": options.target,

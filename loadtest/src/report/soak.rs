@@ -12,6 +12,7 @@ const COLORS: [&str; 8] = [
     "#1971c2", "#2b8a3e", "#e8590c", "#862e9c", "#c92a2a", "#0c8599", "#5c940d", "#868e96",
 ];
 
+/// A soak as one self-contained HTML page.
 pub fn soak_html(soak: &Soak) -> String {
     let minutes = |t: f64| t / 60.0;
     let services = soak.services();

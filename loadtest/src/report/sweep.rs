@@ -7,6 +7,7 @@ use super::charts::{escape, line_chart, Series};
 use super::html::STYLE;
 use crate::sweep::Sweep;
 
+/// A sweep as one self-contained HTML page.
 pub fn sweep_html(sweep: &Sweep) -> String {
     let points = |value: fn(&crate::sweep::Step) -> f64| -> Vec<(f64, f64)> {
         sweep.steps.iter().map(|s| (s.rate, value(s))).collect()

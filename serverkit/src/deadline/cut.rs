@@ -38,15 +38,7 @@ where
 /// Tells a client whose request did not arrive in time, best effort (a full buffer or a
 /// vanished peer just lose it: the connection closes either way).
 fn request_timeout(fd: RawFd) {
-    // SAFETY: a plain send(2) of a valid buffer on a descriptor the caller keeps open.
-    unsafe {
-        libc::send(
-            fd,
-            REQUEST_TIMEOUT.as_ptr().cast(),
-            REQUEST_TIMEOUT.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
+    let _ = crate::sys::socket::send(fd, REQUEST_TIMEOUT);
 }
 
 #[cfg(test)]

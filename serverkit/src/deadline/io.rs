@@ -19,6 +19,7 @@ pub struct Watched<S> {
 }
 
 impl<S> Watched<S> {
+    /// `inner`, with `on_read` told of every read's bytes.
     pub fn new(inner: S, watch: Watch, on_read: fn(&Watch, &[u8])) -> Watched<S> {
         Watched {
             inner,
@@ -27,6 +28,7 @@ impl<S> Watched<S> {
         }
     }
 
+    /// The stream, without the watch.
     pub fn into_inner(self) -> S {
         self.inner
     }

@@ -60,6 +60,7 @@ impl Deadlines {
         idle: Duration::from_secs(60),
     };
 
+    /// PREFIX_HEADER_TIMEOUT_MS, PREFIX_BODY_TIMEOUT_MS and PREFIX_IDLE_TIMEOUT_MS through `get`, with the defaults for those unset.
     pub fn from_env(get: &impl Fn(&str) -> Option<String>, prefix: &str) -> Result<Self, String> {
         let ms = |name: &str, default: Duration| -> Result<Duration, String> {
             let default = default.as_millis() as u64;

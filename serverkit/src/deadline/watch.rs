@@ -98,6 +98,7 @@ impl Entry {
 pub struct Watch(pub(super) Arc<Entry>);
 
 impl Watch {
+    /// The phase the connection is in now.
     pub fn phase(&self) -> Phase {
         self.0.load().0
     }

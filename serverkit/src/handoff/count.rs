@@ -12,63 +12,17 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
-const SIZE: usize = std::mem::size_of::<u64>();
+use crate::sys::mapping::{Mapping, SIZE};
 
 /// The file beside a handoff socket where its server publishes its open connections.
 pub fn count_path(socket: &Path) -> PathBuf {
     let mut name = socket.as_os_str().to_owned();
     name.push(".count");
     PathBuf::from(name)
-}
-
-/// One mapped `u64`, unmapped on drop.
-struct Mapping(NonNull<AtomicU64>);
-
-// SAFETY: the mapping is only ever accessed through an AtomicU64, which is Sync.
-unsafe impl Send for Mapping {}
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    fn new(file: &std::fs::File, writable: bool) -> io::Result<Mapping> {
-        let protection = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
-        // SAFETY: a fresh shared mapping of an open file that is at least SIZE bytes long
-        // (checked by the callers); the kernel picks the address.
-        let address = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                SIZE,
-                protection,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if address == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // Page-aligned, so aligned for AtomicU64.
-        Ok(Mapping(
-            NonNull::new(address.cast()).expect("mmap never maps page 0"),
-        ))
-    }
-
-    fn count(&self) -> &AtomicU64 {
-        // SAFETY: valid and aligned for as long as the mapping lives.
-        unsafe { self.0.as_ref() }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly what `new` mapped; no reference outlives `self`.
-        unsafe { libc::munmap(self.0.as_ptr().cast(), SIZE) };
-    }
 }
 
 /// The count beside the handoff socket at `socket`, created (or reused) and set to zero.
@@ -97,10 +51,12 @@ impl SharedCount {
         Ok(SharedCount(mapping))
     }
 
+    /// Counts `n` more connections open.
     pub fn add(&self, n: u64) {
         self.0.count().fetch_add(n, Relaxed);
     }
 
+    /// Counts `n` connections closed.
     pub fn sub(&self, n: u64) {
         self.0.count().fetch_sub(n, Relaxed);
     }
@@ -114,6 +70,7 @@ pub struct CountView {
 }
 
 impl CountView {
+    /// Maps the count file at `path` for reading.
     pub fn open(path: &Path) -> io::Result<CountView> {
         use std::os::unix::fs::MetadataExt;
         let file = std::fs::File::open(path)?;
@@ -136,6 +93,7 @@ impl CountView {
         std::fs::metadata(path).is_ok_and(|m| (m.dev(), m.ino()) == self.inode)
     }
 
+    /// The count now.
     pub fn get(&self) -> u64 {
         self.mapping.count().load(Relaxed)
     }

@@ -5,8 +5,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use super::wire::{self, stop_receiving, Received};
 use crate::limit::ConnectionPermit;
-use crate::quiet::{register, QuietListener};
+use crate::quiet::QuietListener;
 use crate::source::{Handler, Source, ACCEPT_BACKOFF};
+use crate::sys::socket::register_readable;
 
 /// Accepts balancers on a handoff socket; each gets a task that receives its connections.
 ///
@@ -47,7 +48,7 @@ pub(crate) async fn accept_senders<H: Handler, F>(
 /// reading and the balancer's sends fail with `WouldBlock` (back-pressure). On drain it
 /// stops taking new ones (`stop_receiving`) and serves those already queued.
 async fn receive<H: Handler>(mut source: Source<H>, link: OwnedFd) {
-    let link = match register(link) {
+    let link = match register_readable(link) {
         Ok(link) => link,
         Err(e) => return eprintln!("{}: cannot register a handoff link: {e}", source.service),
     };

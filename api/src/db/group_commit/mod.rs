@@ -64,13 +64,13 @@ enum End<'q> {
 }
 
 #[derive(Clone)]
-pub struct GroupCommit {
+pub(super) struct GroupCommit {
     queue: Arc<Queue>,
     connections: Connections,
 }
 
 impl GroupCommit {
-    pub fn new(connections: Connections, batch_max: usize) -> GroupCommit {
+    pub(super) fn new(connections: Connections, batch_max: usize) -> GroupCommit {
         GroupCommit {
             queue: Arc::new(Queue::new(batch_max)),
             connections,
@@ -78,7 +78,7 @@ impl GroupCommit {
     }
 
     /// Waits in the queue for a batch, starting a leader if a connection is free.
-    pub async fn transact(&self, op: Operation) -> Answer {
+    pub(super) async fn transact(&self, op: Operation) -> Answer {
         let (id, mut answer, ready) = self.queue.push(op);
         if ready {
             self.start_leader();
@@ -93,7 +93,7 @@ impl GroupCommit {
     }
 
     /// "N transactions in M batches (mean X, largest Y), H held for their client's batch".
-    pub fn report(&self) -> String {
+    pub(super) fn report(&self) -> String {
         self.queue.report()
     }
 

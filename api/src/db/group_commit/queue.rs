@@ -23,7 +23,7 @@ struct Waiting {
 
 /// Items taken into one batch, and where each one's answer goes. Its clients are busy until
 /// it is dropped (answered, failed, or abandoned).
-pub struct Batch<'q> {
+pub(super) struct Batch<'q> {
     pub items: Vec<Item>,
     answers: Vec<oneshot::Sender<Answer>>,
     clients: Vec<i32>,
@@ -32,7 +32,7 @@ pub struct Batch<'q> {
 
 impl Batch<'_> {
     /// Answers each item with its own result, in order.
-    pub fn answer(mut self, results: Vec<Answer>) {
+    pub(super) fn answer(mut self, results: Vec<Answer>) {
         // One answer per item, or some request would get another's outcome or none.
         assert_eq!(results.len(), self.answers.len(), "answers for a batch");
         for (answer, result) in std::mem::take(&mut self.answers).into_iter().zip(results) {
@@ -41,7 +41,7 @@ impl Batch<'_> {
     }
 
     /// The batch failed as a whole: nothing of it was applied, and every request gets 503.
-    pub fn fail(mut self, error: &DbError) {
+    pub(super) fn fail(mut self, error: &DbError) {
         for answer in std::mem::take(&mut self.answers) {
             let _ = answer.send(Err(error.shared()));
         }
@@ -71,7 +71,7 @@ impl State {
     }
 }
 
-pub struct Queue {
+pub(super) struct Queue {
     state: Mutex<State>,
     max: usize,
     next_id: AtomicU64,
@@ -86,7 +86,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(max: usize) -> Queue {
+    pub(super) fn new(max: usize) -> Queue {
         Queue {
             state: Mutex::new(State::default()),
             max,
@@ -102,7 +102,7 @@ impl Queue {
     /// Enqueues `item`: its id (to withdraw it), where its answer will come, and whether it
     /// can be taken now. When not, its client's running batch has a leader, which takes it
     /// next; nobody else needs to lead for it.
-    pub fn push(&self, item: Item) -> (u64, oneshot::Receiver<Answer>, bool) {
+    pub(super) fn push(&self, item: Item) -> (u64, oneshot::Receiver<Answer>, bool) {
         let (answer, receiver) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Relaxed);
         let enqueued = Instant::now();
@@ -122,7 +122,7 @@ impl Queue {
     }
 
     /// Removes a request that is still waiting; false once it is in a batch.
-    pub fn withdraw(&self, id: u64) -> bool {
+    pub(super) fn withdraw(&self, id: u64) -> bool {
         let waiting = &mut self.state.lock().expect("queue lock").waiting;
         let before = waiting.len();
         waiting.retain(|w| w.id != id);
@@ -130,17 +130,17 @@ impl Queue {
     }
 
     /// True for the one caller that is to wait for a slot and lead; false while one already is.
-    pub fn claim_waiting_leader(&self) -> bool {
+    pub(super) fn claim_waiting_leader(&self) -> bool {
         !self.leader_waiting.swap(true, Relaxed)
     }
 
     /// The waiting leader has its slot (or gave up): the next request that finds none waits.
-    pub fn end_waiting_leader(&self) {
+    pub(super) fn end_waiting_leader(&self) {
         self.leader_waiting.store(false, Relaxed);
     }
 
     /// Whether a waiting request could be taken now (its client has no batch running).
-    pub fn has_ready(&self) -> bool {
+    pub(super) fn has_ready(&self) -> bool {
         let state = self.state.lock().expect("queue lock");
         state.waiting.iter().any(|w| state.is_ready(w.item.client))
     }
@@ -148,7 +148,7 @@ impl Queue {
     /// The next batch: up to `max` of the oldest waiting requests whose clients have no batch
     /// running (none if none can be taken). A client's requests stay in arrival order: all of
     /// them wait while its batch runs, and a batch takes the oldest first.
-    pub fn take(&self) -> Batch<'_> {
+    pub(super) fn take(&self) -> Batch<'_> {
         let mut state = self.state.lock().expect("queue lock");
         let mut batch = Batch {
             items: Vec::new(),
@@ -183,7 +183,7 @@ impl Queue {
     }
 
     /// Fails every waiting request (the database cannot be reached: they would all fail).
-    pub fn fail_all(&self, error: &DbError) {
+    pub(super) fn fail_all(&self, error: &DbError) {
         let waiting = std::mem::take(&mut self.state.lock().expect("queue lock").waiting);
         for w in waiting {
             let _ = w.answer.send(Err(error.shared()));
@@ -191,7 +191,7 @@ impl Queue {
     }
 
     /// "N transactions in M batches (mean X, largest Y), H held for their client's batch".
-    pub fn report(&self) -> String {
+    pub(super) fn report(&self) -> String {
         let (batches, transactions) = (self.batches.load(Relaxed), self.transactions.load(Relaxed));
         format!(
             "{transactions} transactions in {batches} batches (mean {:.2}, largest {}), {} held for their client's batch",
