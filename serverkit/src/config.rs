@@ -13,6 +13,29 @@ pub fn lookup_in(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
 }
 
+/// The variables `read` asks for when given `vars`, and which of them `usage` does not list
+/// (as `  NAME ` at the start of a line's text): for a test that a `--help` text names every
+/// variable its configuration reads.
+pub fn variables_read(
+    vars: &[(&str, &str)],
+    usage: &str,
+    read: impl FnOnce(&dyn Fn(&str) -> Option<String>),
+) -> (Vec<String>, Vec<String>) {
+    let asked = std::cell::RefCell::new(Vec::new());
+    let lookup = lookup_in(vars);
+    read(&|name: &str| {
+        asked.borrow_mut().push(name.to_owned());
+        lookup(name)
+    });
+    let asked = asked.into_inner();
+    let unlisted = asked
+        .iter()
+        .filter(|name| !usage.contains(&format!("  {name} ")))
+        .cloned()
+        .collect();
+    (asked, unlisted)
+}
+
 /// The number in variable `name`, or `default` when it is unset; an error naming the variable
 /// and the valid range when it is not a number in `range`.
 pub fn number<T>(

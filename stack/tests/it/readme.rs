@@ -1,5 +1,5 @@
-//! Every command README.md tells a reader to run, checked as written: fenced `sh` blocks
-//! and inline commands. Our binaries are run with the README's arguments and `--help`
+//! Every command README.md and docs/ tell a reader to run, checked as written: fenced `sh`
+//! blocks and inline commands. Our binaries are run with the README's arguments and `--help`
 //! appended (clap checks every argument before it shows the help, so a wrong flag or value
 //! fails here), scripts must exist and be executable, and `cargo run -p PKG` must resolve
 //! to one binary. `docker compose` lines are checked statically by compose.rs.
@@ -10,7 +10,7 @@ use std::process::Command;
 use testkit::{binary, repo_root};
 
 /// Commands in the README: lines of ```sh blocks, and inline `code` that starts like one.
-fn commands(readme: &str) -> Vec<String> {
+fn commands_in(readme: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut in_sh = false;
     for line in readme.lines() {
@@ -78,8 +78,11 @@ fn help_with(program: &Path, args: &[&str]) {
 
 #[test]
 fn every_command_in_the_readme_runs_as_written() {
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let commands = commands(&readme);
+    let mut commands = Vec::new();
+    for page in ["README.md", "docs/api.md", "docs/architecture.md"] {
+        let text = std::fs::read_to_string(repo_root().join(page)).unwrap();
+        commands.extend(commands_in(&text));
+    }
     assert!(commands.len() >= 6, "found {commands:?}");
     for command in &commands {
         let words: Vec<&str> = strip_env(command).split_whitespace().collect();
@@ -124,7 +127,7 @@ fn every_command_in_the_readme_runs_as_written() {
 fn the_extraction_finds_blocks_and_inline_commands() {
     let sample = "text `LB_MODE=http scripts/run --port 1` and `scripts/run [--limits]`\n```sh\ncargo run -p loadtest -- --scale 0.1   # comment\n```\n```\nnot sh\n```\n";
     assert_eq!(
-        commands(sample),
+        commands_in(sample),
         [
             "LB_MODE=http scripts/run --port 1",
             "cargo run -p loadtest -- --scale 0.1"
@@ -133,13 +136,13 @@ fn the_extraction_finds_blocks_and_inline_commands() {
     assert_eq!(strip_env("A=1 B=two scripts/run"), "scripts/run");
 }
 
-/// README's layout table names every module of every crate, so a newcomer's map of the code
-/// cannot fall behind it: each `.rs` file under a crate's `src/` (but `main`, `lib` and
-/// `mod`) appears in backticks in that crate's row.
+/// The layout table (docs/architecture.md) names every module of every crate, so a
+/// newcomer's map of the code cannot fall behind it: each `.rs` file under a crate's `src/`
+/// (but `main`, `lib` and `mod`) appears in backticks in that crate's row.
 #[test]
 fn the_layout_table_names_every_module() {
     let root = repo_root();
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
     let mut missing = Vec::new();
     for krate in [
         "api",
@@ -152,7 +155,7 @@ fn the_layout_table_names_every_module() {
         let row = readme
             .lines()
             .find(|line| line.starts_with(&format!("| `{krate}/` |")))
-            .unwrap_or_else(|| panic!("README's layout table has no row for {krate}/"));
+            .unwrap_or_else(|| panic!("the layout table has no row for {krate}/"));
         let mut stack = vec![root.join(krate).join("src")];
         while let Some(dir) = stack.pop() {
             for entry in std::fs::read_dir(&dir).unwrap() {
@@ -176,7 +179,7 @@ fn the_layout_table_names_every_module() {
     }
     assert!(
         missing.is_empty(),
-        "not in README's layout table: {missing:?}"
+        "not in docs/architecture.md's layout table: {missing:?}"
     );
 }
 

@@ -1,7 +1,7 @@
 //! The real stack: two `api` processes on a fresh PostgreSQL database behind the real
 //! balancer. The official validation phases (docs/challenge.md, phases A–F) pass with every strategy and mode.
 
-mod common;
+use crate::common;
 
 use testkit::{handoff_socket, run_validations, Balancer, TestApi};
 

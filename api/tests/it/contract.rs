@@ -1,7 +1,7 @@
 //! docs/openapi.yaml against the real API: every answer the API gives for every kind of
 //! request (each status it can send) is documented there for its path and method, and its
 //! body validates against the documented schema; so are the document's own examples and
-//! README's. The document cannot drift from the code without this failing.
+//! docs/api.md's. The document cannot drift from the code without this failing.
 
 use std::time::Duration;
 
@@ -351,7 +351,7 @@ fn the_documents_examples_match_their_schemas() {
     assert!(checked >= 6, "only {checked} examples found");
 }
 
-/// README's examples: each ```console block right after a line `<!-- example: METHOD PATH
+/// docs/api.md's examples: each ```console block right after a line `<!-- example: METHOD PATH
 /// STATUS -->` holds a curl command and the answer it prints. Run in order on a fresh
 /// database, each gets that status and exactly that answer (a statement's timestamps
 /// aside), and the answer validates against the document.
@@ -359,7 +359,7 @@ fn the_documents_examples_match_their_schemas() {
 async fn the_readmes_examples_give_the_answers_shown() {
     let spec = Spec::load();
     let api = TestApi::start(&[]).await;
-    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("docs/api.md")).unwrap();
     let mut checked = 0;
     let mut lines = readme.lines();
     while let Some(line) = lines.next() {
@@ -369,7 +369,7 @@ async fn the_readmes_examples_give_the_answers_shown() {
         let example = example.trim_end_matches("-->").trim();
         let words: Vec<&str> = example.split_whitespace().collect();
         let [method, template, status] = words[..] else {
-            panic!("README example {example}: not METHOD PATH STATUS");
+            panic!("docs/api.md example {example}: not METHOD PATH STATUS");
         };
         assert_eq!(lines.next().map(str::trim), Some("```console"), "{example}");
         let block: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
@@ -404,7 +404,7 @@ async fn the_readmes_examples_give_the_answers_shown() {
         assert_eq!(got, shown, "{command}");
         checked += 1;
     }
-    assert!(checked >= 4, "only {checked} README examples found");
+    assert!(checked >= 4, "only {checked} docs/api.md examples found");
 }
 
 /// Blanks every timestamp of a statement.
@@ -419,7 +419,7 @@ fn forget_times(statement: &mut Value) {
     }
 }
 
-/// The method, path, headers other than content-type and body of a README curl command
+/// The method, path, headers other than content-type and body of a docs/api.md curl command
 /// (`-X`, `-H`, `-d`, and the localhost:9999 URL; single-quoted arguments).
 fn curl(command: &str) -> (Method, String, Vec<(String, String)>, String) {
     let mut words = Vec::new();

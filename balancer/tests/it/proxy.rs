@@ -1,7 +1,7 @@
 //! The balancer in front of stub upstreams: forwarding, strategies, failover, limits,
 //! shutdown. Real processes and sockets; only the upstreams are small test servers.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! behind the real balancer), in every mode: deadlines for heads, bodies and idle
 //! keep-alive connections, and shedding at the connection cap.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

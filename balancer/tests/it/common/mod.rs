@@ -1,8 +1,6 @@
 //! Stub upstreams (real HTTP servers on temporary Unix sockets) and the real balancer
 //! binary, for the balancer's integration tests.
 
-#![allow(dead_code)] // each test binary uses its own part of this module
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +28,6 @@ use tokio::task::JoinHandle;
 /// status, `/hangup` reads the request and closes the connection without answering, and
 /// `/hangup-on/{name}` does that only on the stub of that name.
 pub(crate) struct Stub {
-    pub name: String,
     pub socket: PathBuf,
     pub handoff: PathBuf,
     seen: Arc<Mutex<Vec<String>>>,
@@ -108,7 +105,6 @@ impl Stub {
             let _ = stopped.await;
         }));
         Stub {
-            name: name.to_owned(),
             socket,
             handoff,
             seen,
