@@ -40,7 +40,7 @@ impl Pool {
     pub(crate) async fn connect(options: PgConnectOptions, size: u32) -> Result<Pool, sqlx::Error> {
         let mut idle = Vec::with_capacity(size as usize);
         for _ in 0..size {
-            idle.push(PgConnection::connect_with(&options).await?);
+            idle.push(open(&options).await?);
         }
         Ok(Pool {
             shared: Arc::new(Shared {
@@ -97,7 +97,7 @@ impl Pool {
 
     async fn connect_until_up(&self) -> PgConnection {
         for wait in CONNECT_RETRY.waits() {
-            match PgConnection::connect_with(&self.shared.options).await {
+            match open(&self.shared.options).await {
                 Ok(connection) => return connection,
                 Err(_) => tokio::time::sleep(wait).await,
             }
@@ -122,6 +122,26 @@ impl Pool {
             let _ = connection.close().await;
         }
     }
+}
+
+/// A new connection to a writable server. Behind a proxy that follows the primary (the HA
+/// deployment, `ha/`), a connection opened while the proxy still points at a demoted or
+/// frozen primary would be pinned there: such a server answers `SELECT 1` but refuses
+/// every write. So each new connection asks once, and one to a standby is refused (the
+/// caller tries again, and meanwhile the proxy moves on). One round trip per connection
+/// opened, not per query.
+async fn open(options: &PgConnectOptions) -> Result<PgConnection, sqlx::Error> {
+    let mut connection = PgConnection::connect_with(options).await?;
+    let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
+        .fetch_one(&mut connection)
+        .await?;
+    if standby {
+        let _ = connection.close().await;
+        return Err(sqlx::Error::Protocol(
+            "connected to a standby (pg_is_in_recovery()): the primary moved".into(),
+        ));
+    }
+    Ok(connection)
 }
 
 /// The right to hold one connection, before it is taken.

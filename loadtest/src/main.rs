@@ -46,6 +46,11 @@ struct Args {
     /// Seed of the random clients, amounts and descriptions.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also write every request to DIR/records.jsonl, one JSON object a line: name, start
+    /// (seconds since the run began), latency_ms, ko (the failed check, or null) and
+    /// outcome_unknown. For analyses the reports do not make (bench/ha, scripts/ha-test).
+    #[arg(long)]
+    records: bool,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +86,12 @@ fn main() -> ExitCode {
             args.out.display()
         ),
         Err(e) => eprintln!("loadtest: {e}"),
+    }
+    if args.records {
+        if let Err(e) = report::write_records(&args.out, &outcome) {
+            eprintln!("loadtest: {e}");
+            return ExitCode::from(2);
+        }
     }
     if report.passed(&outcome) {
         ExitCode::SUCCESS

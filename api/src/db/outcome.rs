@@ -21,13 +21,16 @@ impl DbError {
     }
 
     /// Whether the server end of the connection is gone (a restart or crash of PostgreSQL, a
-    /// terminated backend) rather than a problem with one statement.
+    /// terminated backend) or is no longer the primary, rather than a problem with one
+    /// statement: either way the connection is dropped and what it carried is resumed on a
+    /// new one, which finds out by operation id what happened.
     pub(crate) fn is_connection_lost(&self) -> bool {
         matches!(self, DbError::Sqlx(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)))
-            // 08: connection exception; 57P: operator intervention (shutdown, crash, terminated).
-            || self
-                .sql_state()
-                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+            // 08: connection exception; 57P: operator intervention (shutdown, crash,
+            // terminated); 25006: a read-only transaction, i.e. a primary demoted under us.
+            || self.sql_state().is_some_and(|code| {
+                code.starts_with("08") || code.starts_with("57P") || code == "25006"
+            })
     }
 
     /// The SQLSTATE of an error PostgreSQL reported, if it was one.

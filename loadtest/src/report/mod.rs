@@ -183,6 +183,26 @@ pub fn write(
         })
 }
 
+/// Every request of `outcome` to `dir/records.jsonl`, one JSON object a line, in the order
+/// answered: `{"name", "start", "latency_ms", "ko", "outcome_unknown"}`.
+pub fn write_records(dir: &std::path::Path, outcome: &Outcome) -> Result<(), String> {
+    use std::io::Write;
+    let path = dir.join("records.jsonl");
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        for r in &outcome.records {
+            let line = json!({
+                "name": r.name.label(), "start": r.start, "latency_ms": r.latency_ms,
+                "ko": r.ko, "outcome_unknown": r.outcome_unknown,
+            });
+            writeln!(out, "{line}")?;
+        }
+        out.flush()
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// The report as JSON (`--json`), for the benchmarks.
 pub fn json(outcome: &Outcome, report: &Report, options: &Options) -> serde_json::Value {
     json!({

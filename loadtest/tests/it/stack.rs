@@ -34,6 +34,20 @@ async fn a_short_official_run_passes_against_the_real_stack() {
         let (saldo, _) = api.db.balance_and_count(i32::from(audit.client)).await;
         assert_eq!(i64::from(saldo), audit.acknowledged);
     }
+    // `--records`: every request, one JSON line each, in the order answered.
+    let dir = testkit::TempDir::new("records");
+    loadtest::report::write_records(dir.path(), &outcome).unwrap();
+    let text = std::fs::read_to_string(dir.join("records.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), outcome.records.len());
+    for (line, record) in lines.iter().zip(&outcome.records) {
+        assert_eq!(line["name"], record.name.label());
+        assert_eq!(line["start"].as_f64(), Some(record.start));
+        assert!(line["ko"].is_null() && line["outcome_unknown"] == false);
+    }
 }
 
 /// `loadtest --sweep` against the real stack: the rates run in turn, the later ones without

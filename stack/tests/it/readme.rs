@@ -79,7 +79,12 @@ fn help_with(program: &Path, args: &[&str]) {
 #[test]
 fn every_command_in_the_readme_runs_as_written() {
     let mut commands = Vec::new();
-    for page in ["README.md", "docs/api.md", "docs/architecture.md"] {
+    for page in [
+        "README.md",
+        "docs/api.md",
+        "docs/architecture.md",
+        "docs/ha.md",
+    ] {
         let text = std::fs::read_to_string(repo_root().join(page)).unwrap();
         commands.extend(commands_in(&text));
     }
