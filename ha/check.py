@@ -38,7 +38,10 @@ def main(directory):
     in_window = [False] * len(records)
     # When each write answered 200 finished, in seconds since the load began.
     done = sorted(r["start"] + r["latency_ms"] / 1000 for r in records if r["name"] in WRITES and r["ko"] is None)
-    summary = {"rate": report["rate"], "requests": len(records), "faults": []}
+    summary = {"rate": report["rate"], "requests": len(records), "faults": [],
+               "reinit": timeline.get("reinit", "")}
+    if summary["reinit"]:
+        print(f"rebuilt from the primary by hand (patronictl reinit): {summary['reinit']}")
     for fault in faults:
         sent = [i for i, r in enumerate(records) if fault["at"] <= r["start"] < fault["healed"]]
         for i in sent:
