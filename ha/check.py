@@ -89,7 +89,8 @@ def main(directory):
             problems.append(f"{ledger['host']}'s ledger differs from the primary's")
 
     summary.update(failed_outside=outside, slowest_s=round(slowest, 2), unknown=unknown,
-                   p50_ms=report["groups"][0]["p50_ms"], p99_ms=report["groups"][0]["p99_ms"],
+                   p50_ms=round(report["groups"][0]["p50_ms"], 2),
+                   p99_ms=round(report["groups"][0]["p99_ms"], 2),
                    problems=problems)
     with open(os.path.join(directory, "summary.json"), "w") as f:
         json.dump(summary, f)
