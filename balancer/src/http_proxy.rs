@@ -36,26 +36,30 @@ enum Failure {
 }
 
 /// http mode's handler: every request of a client connection forwarded on its own.
-pub(crate) struct HttpProxy {
+pub(crate) struct HttpProxy(Arc<Shared>);
+
+/// What every request of http mode reads, behind one reference count (one increment per
+/// request, as before the pools moved here).
+struct Shared {
     state: Arc<State>,
     /// Per upstream, in the order of `state.upstreams`.
-    pools: Arc<[Pool]>,
+    pools: Vec<Pool>,
 }
 
 impl HttpProxy {
     /// A pool per upstream, empty: connections are opened on first use.
     pub(crate) fn new(state: Arc<State>) -> HttpProxy {
         let pools = state.upstreams.iter().map(|_| Pool::default()).collect();
-        HttpProxy { state, pools }
+        HttpProxy(Arc::new(Shared { state, pools }))
     }
 }
 
 impl Handler for HttpProxy {
     fn serve(&self, batch: &mut Vec<Connection>, drain: &Drain) {
         for connection in batch.drain(..) {
-            let (state, pools) = (self.state.clone(), self.pools.clone());
+            let shared = self.0.clone();
             http::spawn_connection(connection, drain, move |request| {
-                proxy(request, state.clone(), pools.clone())
+                proxy(request, shared.clone())
             });
         }
     }
@@ -63,13 +67,9 @@ impl Handler for HttpProxy {
 
 /// Forwards one client request and returns the answer for the client: the upstream's, or
 /// the balancer's own 4xx/5xx.
-async fn proxy(
-    request: Request<RequestBody>,
-    state: Arc<State>,
-    pools: Arc<[Pool]>,
-) -> Response<Body> {
-    match prepare(request, &state).await {
-        Ok(prepared) => forward(prepared, &state, &pools).await,
+async fn proxy(request: Request<RequestBody>, shared: Arc<Shared>) -> Response<Body> {
+    match prepare(request, &shared.state).await {
+        Ok(prepared) => forward(prepared, &shared.state, &shared.pools).await,
         Err(refusal) => refusal,
     }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::count::{count_path, CountView};
-use super::wire::{self, MAX_BATCH};
+use super::wire;
 
 /// How one send went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,14 +51,10 @@ impl Link {
             .map_or(0, CountView::get)
     }
 
-    /// Sends `fds` (1 to MAX_BATCH) in one message, over the link or, when it broke, over a
-    /// new one (one reconnection per send: a receiver that refuses it is down).
+    /// Sends `fds` (1 to MAX_BATCH: the system call asserts it) in one message, over the
+    /// link or, when it broke, over a new one (one reconnection per send: a receiver that
+    /// refuses it is down).
     pub fn send(&self, fds: &[RawFd]) -> Sent {
-        assert!(
-            !fds.is_empty() && fds.len() <= MAX_BATCH,
-            "{} descriptors in one message",
-            fds.len()
-        );
         let mut link = self.fd.lock().unwrap();
         for _attempt in 0..2 {
             if link.is_none() {

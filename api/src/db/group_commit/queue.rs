@@ -12,19 +12,17 @@ use crate::db::outcome::{Answer, DbError};
 use crate::db::sql::Operation;
 use crate::timings;
 
-type Item = Operation;
-
 struct Waiting {
     id: u64,
     enqueued: Instant,
-    item: Item,
+    item: Operation,
     answer: oneshot::Sender<Answer>,
 }
 
 /// Items taken into one batch, and where each one's answer goes. Its clients are busy until
 /// it is dropped (answered, failed, or abandoned).
 pub(super) struct Batch<'q> {
-    pub items: Vec<Item>,
+    pub items: Vec<Operation>,
     answers: Vec<oneshot::Sender<Answer>>,
     clients: Vec<i32>,
     queue: &'q Queue,
@@ -102,7 +100,7 @@ impl Queue {
     /// Enqueues `item`: its id (to withdraw it), where its answer will come, and whether it
     /// can be taken now. When not, its client's running batch has a leader, which takes it
     /// next; nobody else needs to lead for it.
-    pub(super) fn push(&self, item: Item) -> (u64, oneshot::Receiver<Answer>, bool) {
+    pub(super) fn push(&self, item: Operation) -> (u64, oneshot::Receiver<Answer>, bool) {
         let (answer, receiver) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Relaxed);
         let enqueued = Instant::now();
@@ -206,7 +204,7 @@ impl Queue {
 mod tests {
     use super::*;
 
-    fn item(client: i32, amount: i32) -> Item {
+    fn item(client: i32, amount: i32) -> Operation {
         Operation {
             client,
             id: 0,
