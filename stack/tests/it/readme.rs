@@ -241,3 +241,24 @@ fn every_command_answers_help_and_starts_nothing() {
         );
     }
 }
+
+/// The servers are configured by their environment alone: an argument they do not take is
+/// refused with exit 2 and one line that says so, before anything starts (they used to
+/// ignore arguments and serve).
+#[test]
+fn the_servers_refuse_arguments_they_do_not_take() {
+    for name in ["api", "balancer"] {
+        let output = Command::new(binary(name))
+            .arg("--port")
+            .env_clear()
+            .output()
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+        assert!(
+            stderr.contains("unexpected argument \"--port\""),
+            "{name}: {stderr}"
+        );
+    }
+}
