@@ -54,7 +54,7 @@ where
     let raw = fd.as_raw_fd();
     let stream = match QuietStream::new(fd) {
         Ok(stream) => Watched::new(stream, watch.clone(), |w, _| w.client_sent()),
-        Err(e) => return eprintln!("cannot register a connection: {e}"),
+        Err(e) => return tracing::error!("cannot register a connection: {e}"),
     };
     let first = Arc::new(FirstRequest::default());
     let seen = first.clone();
@@ -84,21 +84,29 @@ where
         if !late {
             tokio::select! {
                 biased;
-                _ = http.as_mut() => return,
+                served = http.as_mut() => return count_malformed(served),
                 _ = drain.wait() => {}
             }
             if !first.started.load(Relaxed) {
                 tokio::select! {
                     biased;
-                    _ = http.as_mut() => return,
+                    served = http.as_mut() => return count_malformed(served),
                     _ = first.notify.notified() => {}
                     _ = tokio::time::sleep(FIRST_REQUEST_PATIENCE) => {}
                 }
             }
             http.as_mut().graceful_shutdown();
         }
-        let _ = http.as_mut().await;
+        count_malformed(http.as_mut().await);
     });
+}
+
+/// A connection that ended on a request hyper could not parse: hyper answered it (400, or
+/// 431 for a head too large) without calling the handler, so it is counted here.
+fn count_malformed(served: Result<(), hyper::Error>) {
+    if served.is_err_and(|e| e.is_parse() || e.is_parse_too_large()) {
+        crate::metrics::SERVER.malformed.inc();
+    }
 }
 
 /// Why a request's body was not read.

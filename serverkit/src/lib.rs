@@ -3,6 +3,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod backoff;
 pub mod config;
 pub mod deadline;
@@ -12,6 +13,8 @@ pub mod http;
 pub mod lifecycle;
 pub mod limit;
 pub mod listen;
+pub mod log;
+pub mod metrics;
 pub mod quiet;
 pub mod server;
 mod source;

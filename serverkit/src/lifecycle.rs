@@ -1,18 +1,25 @@
 //! Starting a server's runtime, and the signals that stop it.
 
 use std::future::Future;
+use std::io::Write;
 use std::process::ExitCode;
 
-/// What a server configured by its environment alone does with its command line: `--help`
-/// (or `-h`) prints `usage` and exits 0, any other argument is refused with exit 2, and with
-/// none it goes on (None). Either way nothing has started yet.
-pub fn answer_arguments(service: &str, usage: &str) -> Option<ExitCode> {
-    let first = std::env::args().nth(1)?;
-    if first == "--help" || first == "-h" {
+/// A server's first step, before anything starts: `--help` (or `-h`) prints `usage` and
+/// exits 0; otherwise the logger is installed (`crate::log`), and any argument is refused
+/// with exit 2 (the servers are configured by environment variables alone). None: go on.
+pub fn begin(service: &str, usage: &str) -> Option<ExitCode> {
+    let first = std::env::args().nth(1);
+    if matches!(first.as_deref(), Some("--help" | "-h")) {
         println!("{}", usage.trim_end());
         return Some(ExitCode::SUCCESS);
     }
-    eprintln!(
+    if let Err(message) = crate::log::init() {
+        // No logger to say it with.
+        let _ = writeln!(std::io::stderr(), "{service}: {message}");
+        return Some(ExitCode::from(2));
+    }
+    let first = first?;
+    tracing::error!(
         "{service}: unexpected argument {first:?}: it takes none, it reads environment \
          variables (`{service} --help` lists them)"
     );
@@ -21,7 +28,7 @@ pub fn answer_arguments(service: &str, usage: &str) -> Option<ExitCode> {
 
 /// Exit status 2 with one line naming the problem: for configuration errors.
 pub fn config_error(service: &str, message: &str) -> ExitCode {
-    eprintln!("{service}: {message}");
+    tracing::error!("{service}: {message}");
     ExitCode::from(2)
 }
 
@@ -47,14 +54,14 @@ pub fn run(
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("{service}: cannot start the runtime: {e}");
+            tracing::error!("{service}: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(main) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("{service}: {message}");
+            tracing::error!("{service}: {message}");
             ExitCode::FAILURE
         }
     }

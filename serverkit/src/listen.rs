@@ -44,6 +44,16 @@ impl std::fmt::Display for Listen {
     }
 }
 
+/// An admin listener's address from variable `name`: `ip:port`, or an absolute socket path.
+pub fn admin(name: &str, value: &str) -> Result<Listen, String> {
+    if value.starts_with('/') {
+        return Ok(Listen::Unix(value.into()));
+    }
+    value.parse().map(Listen::Tcp).map_err(|_| {
+        format!("{name}={value} is not ip:port (e.g. 127.0.0.1:9101) nor an absolute socket path")
+    })
+}
+
 /// A listening socket, non-blocking, and the socket file it owns (removed when dropped).
 pub(crate) struct Bound {
     pub listener: OwnedFd,

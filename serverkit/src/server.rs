@@ -16,6 +16,7 @@ use crate::deadline::{Deadlines, Watchlist};
 use crate::handoff;
 use crate::limit::ConnectionLimit;
 use crate::listen::{bind, Bound, Listen};
+use crate::metrics::{self, Received};
 use crate::quiet::QuietListener;
 use crate::source::Source;
 
@@ -27,6 +28,8 @@ pub struct Server {
     limit: ConnectionLimit,
     drain_deadline: Duration,
     deadlines: Deadlines,
+    /// Whether its connections count in `metrics::SERVER` (not the admin listener's).
+    metered: bool,
 }
 
 impl Server {
@@ -52,7 +55,14 @@ impl Server {
             limit,
             drain_deadline,
             deadlines,
+            metered: true,
         })
+    }
+
+    /// Its connections are not counted in the process's metrics (the admin listener's).
+    pub fn unmetered(mut self) -> Server {
+        self.metered = false;
+        self
     }
 
     /// "unix:/run/api1.sock, handoff:/run/api1.handoff"
@@ -78,8 +88,16 @@ impl Server {
         for (listen, bound) in self.sources {
             let listener = QuietListener::new(bound.listener)
                 .map_err(|e| format!("cannot register {listen}: {e}"))?;
+            let received = match listen {
+                Listen::Tcp(_) | Listen::Inherited(_) => Received::Tcp,
+                Listen::Unix(_) => Received::Unix,
+                Listen::Handoff(_) => Received::Handoff,
+            };
             let source = Source {
                 service: service.to_owned(),
+                received: self
+                    .metered
+                    .then(|| &metrics::SERVER.connections[received as usize]),
                 limit: self.limit.clone(),
                 watchlist: watchlist.clone(),
                 handler: handler.clone(),
@@ -96,7 +114,7 @@ impl Server {
         drop(running);
         shutdown.await;
 
-        eprintln!(
+        tracing::info!(
             "{service}: shutting down, draining {} connection(s) for up to {}s",
             self.limit.open(),
             self.drain_deadline.as_secs_f32()
@@ -110,7 +128,7 @@ impl Server {
             .await
             .is_err()
         {
-            eprintln!("{service}: drain deadline passed, closing remaining connections");
+            tracing::warn!("{service}: drain deadline passed, closing remaining connections");
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::deadline::{Watch, Watchlist, SHED_AFTER};
 use crate::limit::{ConnectionLimit, ConnectionPermit};
+use crate::metrics::Counter;
 use crate::quiet::QuietListener;
 
 /// How long a source waits after a failed accept (typically out of descriptors) instead of
@@ -82,6 +83,8 @@ async fn place(limit: &ConnectionLimit, watchlist: &Watchlist) -> ConnectionPerm
 /// What every source task carries.
 pub(crate) struct Source<H> {
     pub(crate) service: String,
+    /// Counts the connections it receives, unless the server is unmetered.
+    pub(crate) received: Option<&'static Counter>,
     pub(crate) limit: ConnectionLimit,
     pub(crate) watchlist: Arc<Watchlist>,
     pub(crate) handler: Arc<H>,
@@ -96,6 +99,7 @@ impl<H: Handler> Source<H> {
     pub(crate) fn sibling(&self) -> Source<H> {
         Source {
             service: self.service.clone(),
+            received: self.received,
             limit: self.limit.clone(),
             watchlist: self.watchlist.clone(),
             handler: self.handler.clone(),
@@ -106,6 +110,9 @@ impl<H: Handler> Source<H> {
 
     pub(crate) fn connection(&self, fd: OwnedFd, mut permit: ConnectionPermit) -> Connection {
         permit.opened();
+        if let Some(received) = self.received {
+            received.inc();
+        }
         Connection {
             fd,
             permit,
@@ -149,7 +156,7 @@ impl<H: Handler> Source<H> {
                 (Ok(()), Ok(Some(fd))) => batch.push(self.connection(fd, permit)),
                 (Ok(()), Ok(None)) => continue, // taken meanwhile, or a spurious wake-up
                 (Err(e), _) | (_, Err(e)) => {
-                    eprintln!("{}: accept failed: {e}", self.service);
+                    tracing::error!("{}: accept failed: {e}", self.service);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }

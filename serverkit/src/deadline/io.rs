@@ -95,6 +95,11 @@ impl RequestBody {
         });
         RequestBody { inner, watch }
     }
+
+    /// When the request's first byte was read: where its latency starts.
+    pub fn began(&self) -> std::time::Instant {
+        self.watch.request_began().into_std()
+    }
 }
 
 impl Body for RequestBody {

@@ -53,6 +53,10 @@ impl Clock {
     pub(super) fn read(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
+
+    fn read_micros(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
 }
 
 pub(super) struct Entry {
@@ -62,6 +66,9 @@ pub(super) struct Entry {
     pub(super) cut: AtomicU8,
     /// Wakes the connection's task when the sweeper or the shedder closes it.
     pub(super) close: Notify,
+    /// Microseconds on `clock` when the current request's first byte was read, for the
+    /// request's latency (the phase's own time is in milliseconds, for the deadlines).
+    pub(super) request_began: AtomicU64,
 }
 
 impl Entry {
@@ -82,6 +89,7 @@ impl Entry {
 
     /// Tells the connection to close, remembering the phase it was in.
     pub(super) fn cut(&self, phase: Phase) {
+        crate::metrics::SERVER.cut[phase as usize].inc();
         self.cut.store(phase as u8 + 1, Relaxed);
         self.close.notify_one();
     }
@@ -111,11 +119,27 @@ impl Watch {
     /// Bytes arrived from the client: a head begins, if none had. The first request's
     /// deadline runs from the opening of the connection, a later one's from its first byte.
     pub fn client_sent(&self) {
-        match self.0.load() {
-            (Phase::Fresh, since) => self.0.store(Phase::Head, since),
-            (Phase::Idle, _) => self.enter(Phase::Head),
-            _ => {}
+        let began = match self.0.load() {
+            (Phase::Fresh, since) => {
+                self.0.store(Phase::Head, since);
+                true
+            }
+            (Phase::Idle, _) => {
+                self.enter(Phase::Head);
+                true
+            }
+            _ => false,
+        };
+        if began {
+            let now = self.0.clock.read_micros();
+            self.0.request_began.store(now, Relaxed);
         }
+    }
+
+    /// When the current request's first byte was read.
+    pub fn request_began(&self) -> Instant {
+        let micros = self.0.request_began.load(Relaxed);
+        self.0.clock.start + std::time::Duration::from_micros(micros)
     }
 
     /// Resolves when the connection must close, with the phase it was cut off in.

@@ -44,6 +44,7 @@ impl Watchlist {
             clock: self.clock.clone(),
             cut: AtomicU8::new(0),
             close: Notify::new(),
+            request_began: AtomicU64::new(self.clock.start.elapsed().as_micros() as u64),
         });
         self.entries
             .lock()

@@ -30,7 +30,7 @@ pub(crate) async fn accept_senders<H: Handler, F>(
                 tokio::spawn(receive(source.sibling(), link));
             }
             Err(e) => {
-                eprintln!("{}: accept failed: {e}", source.service);
+                tracing::error!("{}: accept failed: {e}", source.service);
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }
@@ -50,7 +50,9 @@ pub(crate) async fn accept_senders<H: Handler, F>(
 async fn receive<H: Handler>(mut source: Source<H>, link: OwnedFd) {
     let link = match register_readable(link) {
         Ok(link) => link,
-        Err(e) => return eprintln!("{}: cannot register a handoff link: {e}", source.service),
+        Err(e) => {
+            return tracing::error!("{}: cannot register a handoff link: {e}", source.service)
+        }
     };
     let raw = link.get_ref().as_raw_fd();
     let mut fds = Vec::new();
@@ -60,7 +62,7 @@ async fn receive<H: Handler>(mut source: Source<H>, link: OwnedFd) {
         };
         let mut guard = match ready {
             Ok(guard) => guard,
-            Err(e) => return eprintln!("{}: handoff link failed: {e}", source.service),
+            Err(e) => return tracing::warn!("{}: handoff link failed: {e}", source.service),
         };
         let Some(permit) = source.unless_draining_place().await else {
             break;
@@ -74,7 +76,7 @@ async fn receive<H: Handler>(mut source: Source<H>, link: OwnedFd) {
                 drop(guard);
                 serve_received(&source, &mut fds, permit).await;
             }
-            Ok(Err(e)) => return eprintln!("{}: handoff link failed: {e}", source.service),
+            Ok(Err(e)) => return tracing::warn!("{}: handoff link failed: {e}", source.service),
             Err(_would_block) => continue,
         }
     }
@@ -87,7 +89,7 @@ async fn receive<H: Handler>(mut source: Source<H>, link: OwnedFd) {
                 serve_received(&source, &mut fds, permit).await
             }
             Ok(Received::Closed) => return,
-            Err(e) => return eprintln!("{}: handoff link failed: {e}", source.service),
+            Err(e) => return tracing::warn!("{}: handoff link failed: {e}", source.service),
         }
     }
 }

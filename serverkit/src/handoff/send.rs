@@ -42,6 +42,12 @@ impl Link {
         }
     }
 
+    /// Whether the receiver takes links now: a test link, connected and closed at once (the
+    /// receiver sees it end before it carries anything). For a readiness check.
+    pub fn reachable(&self) -> io::Result<()> {
+        wire::connect(&self.socket).map(drop)
+    }
+
     /// The connections the receiver reports open; 0 before its count was read.
     pub fn open_connections(&self) -> u64 {
         self.count
@@ -83,7 +89,7 @@ impl Link {
             match CountView::open(&path) {
                 Ok(view) => *count = Some(view),
                 Err(e) if self.needs_count => {
-                    eprintln!(
+                    tracing::warn!(
                         "handoff: {}: cannot read its connection count ({e}); placing by load \
                          needs it, so the receiver is skipped",
                         self.socket.display()

@@ -136,7 +136,7 @@ unsafe fn take_descriptors(message: &libc::msghdr, out: &mut Vec<OwnedFd>) {
     if message.msg_flags & libc::MSG_CTRUNC != 0 {
         // Only a sender breaking the protocol sends more than MAX_FDS; the kernel closed
         // the ones that did not fit. Serve the rest.
-        eprintln!(
+        tracing::warn!(
             "handoff: a message carried more than {MAX_FDS} descriptors; extra ones were closed"
         );
     }
