@@ -41,13 +41,13 @@ start_stack() {
 }
 
 # api_reports <LOG: what the APIs said at shutdown, for the results: batch_report (group
-# commit) and timings_report (api/src/timings.rs, a line per stage and instance), each a
+# commit) and timings_report (api/src/metrics.rs, a line per stage and instance), each a
 # ';'-separated list.
 api_reports() {
     local log
     log=$(cat)
-    batch_report=$( (grep -h "api: group commit:" <<<"$log" || true) | sed 's/.*group commit: //' | paste -sd ';' -)
-    timings_report=$( (grep -h "api: timings:" <<<"$log" || true) | sed 's/.*timings: //' | paste -sd ';' -)
+    batch_report=$( (grep -h " group commit: " <<<"$log" || true) | sed 's/.*group commit: //' | paste -sd ';' -)
+    timings_report=$( (grep -h " timings: " <<<"$log" || true) | sed 's/.*timings: //' | paste -sd ';' -)
 }
 
 stop_stack() {

@@ -38,7 +38,7 @@ def quantile_bound_us(buckets, max_us, q):
 
 
 def timings_of(report):
-    """The APIs' `api: timings:` lines (';'-separated), each stage's buckets summed over the
+    """The APIs' `timings:` log lines (';'-separated), each stage's buckets summed over the
     instances: {stage: {"n", "mean_us", "p50_us", "p95_us", "p99_us", "max_us", "buckets"}}."""
     stages = {}
     for line in filter(None, report.split(";")):

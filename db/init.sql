@@ -119,11 +119,13 @@ ALTER TABLE clientes DROP COLUMN enchimento, RESET (fillfactor);
 -- limite, or NULLs for a refused debit), or with chave_reusada when valor, tipo or
 -- descricao differ. A retry running while the first is still in flight waits on the row
 -- lock, then sees the first's key.
+-- origem: where the answer came from, for the API's metrics: 'novo' (applied or refused now),
+-- 'chave' (an Idempotency-Key's first answer) or 'operacao' (found by a resume).
 -- (existe, not found: FOUND is PL/pgSQL's own variable.) Any error rolls the whole batch back.
 CREATE FUNCTION transact_batch(
     ids int[], deltas int8[], valores int[], tipos text[], descricoes text[],
     operacoes int8[], chaves text[], retomada bool)
-RETURNS TABLE (existe bool, saldo int, limite int, chave_reusada bool)
+RETURNS TABLE (existe bool, saldo int, limite int, chave_reusada bool, origem text)
 LANGUAGE plpgsql AS $$
 DECLARE
     existing int[];
@@ -135,6 +137,7 @@ BEGIN
         saldo := NULL;
         limite := NULL;
         chave_reusada := false;
+        origem := 'novo';
         -- Not NULL when none of the ids exists (existing is then NULL).
         existe := coalesce(ids[i] = ANY (existing), false);
         IF retomada THEN
@@ -142,6 +145,7 @@ BEGIN
               FROM transacoes t JOIN clientes c ON c.id = t.cliente_id
              WHERE t.operacao = operacoes[i];
             IF saldo IS NOT NULL THEN
+                origem := 'operacao';
                 RETURN NEXT;
                 CONTINUE;
             END IF;
@@ -151,6 +155,7 @@ BEGIN
             INSERT INTO chaves_de_idempotencia AS k (cliente_id, chave, pedido)
             VALUES (ids[i], chaves[i], este_pedido) ON CONFLICT DO NOTHING;
             IF NOT FOUND THEN
+                origem := 'chave';
                 SELECT k.pedido <> este_pedido, k.saldo, k.limite INTO chave_reusada, saldo, limite
                   FROM chaves_de_idempotencia k
                  WHERE k.cliente_id = ids[i] AND k.chave = chaves[i];

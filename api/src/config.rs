@@ -22,6 +22,8 @@ It takes no arguments; it is configured by environment variables (README.md, Con
   API_SOCKET               serve HTTP on this Unix socket path, or
   API_LISTEN               serve HTTP on this host:port (at most one of the two)
   API_HANDOFF_SOCKET       take connections the balancer hands over on this socket path
+  API_ADMIN                /metrics, /healthz, /readyz on this host:port or socket path
+                           (off when unset; compose.yaml and scripts/run set it)
   DB_POOL_SIZE             write connections (default 5)
   DB_READ_POOL_SIZE        connections for statements only (default 1; 0: share the writes')
   DB_BATCH_MAX             group commit: most transactions in one commit (default 16)
@@ -33,6 +35,8 @@ It takes no arguments; it is configured by environment variables (README.md, Con
   API_HEADER_TIMEOUT_MS    client deadlines: the request head,
   API_BODY_TIMEOUT_MS      its body,
   API_IDLE_TIMEOUT_MS      and an idle keep-alive connection
+  RUST_LOG                 log levels, e.g. warn or api=debug (default info)
+  LOG_FORMAT               text (default) or json: one JSON object per line
 ";
 
 /// The API's configuration, read once at start (`from_env`).
@@ -42,6 +46,8 @@ pub struct Config {
     pub database: PgConnectOptions,
     /// Every source of connections: HTTP on a Unix socket or TCP, and/or a handoff socket.
     pub listen: Vec<Listen>,
+    /// API_ADMIN: the admin listener (metrics and health), if any.
+    pub admin: Option<Listen>,
     /// Write connections (DB_POOL_SIZE).
     pub pool_size: u32,
     /// Connections for statement reads only (0: reads share `pool_size`'s connections).
@@ -111,6 +117,9 @@ impl Config {
         Ok(Config {
             database,
             listen,
+            admin: get("API_ADMIN")
+                .map(|value| serverkit::listen::admin("API_ADMIN", &value))
+                .transpose()?,
             pool_size: number(&get, "DB_POOL_SIZE", 5, 1..=1000)?,
             read_pool_size: number(&get, "DB_READ_POOL_SIZE", 1, 0..=1000)?,
             workers: number(&get, "API_WORKERS", 1, 1..=1024)?,
@@ -157,6 +166,10 @@ mod tests {
         );
         assert!(read.len() >= 15, "{read:?}");
         assert!(unlisted.is_empty(), "not in USAGE: {unlisted:?}");
+        assert!(
+            USAGE.contains(serverkit::log::USAGE),
+            "the logger's variables"
+        );
     }
 
     const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:p@localhost:5432/rinha");

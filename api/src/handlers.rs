@@ -1,7 +1,5 @@
 //! The two endpoints, from a parsed request to a response.
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
@@ -11,9 +9,9 @@ use serverkit::deadline::RequestBody;
 use serverkit::http::{self, BodyError};
 
 use crate::db::{Applied, Database, DbError, Statement};
+use crate::metrics;
 use crate::routes::{route, Endpoint};
 use crate::timestamp::{now_micros, rfc3339_micros};
-use crate::timings;
 use crate::validation::{parse_idempotency_key, parse_transaction};
 
 /// A valid body is under 100 bytes; this leaves room for spacing and ignored extra fields
@@ -22,27 +20,37 @@ pub(crate) const MAX_BODY_BYTES: usize = 1024;
 
 pub(crate) type Body = Full<Bytes>;
 
+/// Answers one request, and counts it (every answer the API gives passes here).
 pub(crate) async fn handle(request: Request<RequestBody>, db: Database) -> Response<Body> {
+    let began = request.body().began();
+    let (endpoint, response) = answer(request, &db).await;
+    metrics::answered(endpoint, response.status(), began);
+    response
+}
+
+async fn answer(
+    request: Request<RequestBody>,
+    db: &Database,
+) -> (Option<Endpoint>, Response<Body>) {
     let Some(route) = route(request.uri().path()) else {
-        return error(StatusCode::NOT_FOUND, "no such resource");
+        return (None, error(StatusCode::NOT_FOUND, "no such resource"));
     };
+    let endpoint = Some(route.endpoint);
     if !route.endpoint.accepts(request.method()) {
         let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
         response
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static(route.endpoint.allow()));
-        return response;
+        return (endpoint, response);
     }
     let Some(client) = route.client else {
-        return error(StatusCode::NOT_FOUND, "no such client");
+        return (endpoint, error(StatusCode::NOT_FOUND, "no such client"));
     };
-    let started = Instant::now();
-    let (response, stage) = match route.endpoint {
-        Endpoint::Transact => (transact(request, client, &db).await, &timings::WRITE),
-        Endpoint::Statement => (statement(client, &db).await, &timings::STATEMENT),
+    let response = match route.endpoint {
+        Endpoint::Transact => transact(request, client, db).await,
+        Endpoint::Statement => statement(client, db).await,
     };
-    stage.observe(started.elapsed());
-    response
+    (endpoint, response)
 }
 
 async fn transact(request: Request<RequestBody>, client: i32, db: &Database) -> Response<Body> {
@@ -71,13 +79,18 @@ async fn transact(request: Request<RequestBody>, client: i32, db: &Database) -> 
         ),
         // Input validation missed that PostgreSQL cannot take: the client's, not a 503.
         Err(e) if e.is_refused_data() => {
-            eprintln!("api: {e}");
+            tracing::warn!(
+                route = "transacoes",
+                client,
+                sqlstate = e.sql_state().as_deref(),
+                "422, the database refused the data: {e}"
+            );
             error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "the database refused this transaction's data",
             )
         }
-        Err(e) => unavailable(e),
+        Err(e) => unavailable("transacoes", client, e),
     }
 }
 
@@ -85,7 +98,7 @@ async fn statement(client: i32, db: &Database) -> Response<Body> {
     match db.statement(client).await {
         Ok(Some(statement)) => json(StatusCode::OK, statement_json(&statement)),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such client"),
-        Err(e) => unavailable(e),
+        Err(e) => unavailable("extrato", client, e),
     }
 }
 
@@ -157,8 +170,13 @@ fn error(status: StatusCode, reason: &str) -> Response<Body> {
     json(status, serde_json::json!({ "erro": reason }).to_string())
 }
 
-fn unavailable(e: DbError) -> Response<Body> {
-    eprintln!("api: {e}");
+fn unavailable(route: &str, client: i32, e: DbError) -> Response<Body> {
+    tracing::warn!(
+        route,
+        client,
+        sqlstate = e.sql_state().as_deref(),
+        "503: {e}"
+    );
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "database unavailable, try again",

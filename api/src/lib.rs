@@ -9,11 +9,11 @@
 mod config;
 mod db;
 mod handlers;
+mod metrics;
 mod pool;
 mod routes;
 mod server;
 mod timestamp;
-mod timings;
 mod validation;
 
 pub use config::{Config, USAGE};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use api::{Config, USAGE};
 
 fn main() -> ExitCode {
-    if let Some(answered) = serverkit::lifecycle::answer_arguments("api", USAGE) {
+    if let Some(answered) = serverkit::lifecycle::begin("api", USAGE) {
         return answered;
     }
     match Config::from_env() {

@@ -6,11 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serverkit::admin::Admin;
 use serverkit::server::{Connection, Drain, Handler, Server};
 
 use crate::config::Config;
 use crate::db::Database;
 use crate::handlers::handle;
+use crate::metrics;
 
 /// Serves until SIGTERM or SIGINT, then drains and closes the database pool.
 pub async fn run(config: Config) -> Result<(), String> {
@@ -23,8 +25,23 @@ pub async fn run(config: Config) -> Result<(), String> {
     )?;
     // Database and drain timeouts are longer than this tick, so they never unpark.
     serverkit::timer::spawn_timer_anchor(Duration::from_millis(500));
-    eprintln!(
-        "api: listening on {} (pool {}, reads {}, workers {}, batches of up to {})",
+    if let Some(listen) = &config.admin {
+        let ready = db.clone();
+        serverkit::admin::spawn(
+            "api",
+            listen,
+            Admin {
+                registry: serverkit::metrics::registry(metrics::families),
+                ready: Box::new(move || {
+                    let db = ready.clone();
+                    Box::pin(async move { db.writable().await })
+                }),
+                pages: None,
+            },
+        )?;
+    }
+    tracing::info!(
+        "listening on {} (pool {}, reads {}, workers {}, batches of up to {})",
         server.describe(),
         config.pool_size,
         config.read_pool_size,

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod metrics;
 mod official;
 mod postgres;
 mod process;
@@ -15,6 +16,7 @@ mod stack;
 
 pub use client::{Reply, Target};
 pub use hyper::{Method, StatusCode};
+pub use metrics::Scrape;
 pub use official::run_validations;
 pub use postgres::{Cluster, RowLock, TestDb};
 pub use process::{binary, handoff_socket, send_signal, spawn_api, Process};

@@ -8,6 +8,7 @@ use sqlx::postgres::PgConnection;
 
 use super::outcome::DbError;
 use crate::config::Config;
+use crate::metrics;
 use crate::pool::{Lease, Pool, Slot};
 
 #[derive(Clone)]
@@ -28,11 +29,18 @@ pub(super) struct Connections {
     operation_timeout: Duration,
 }
 
-/// Which connections an operation runs on.
+/// Which connections an operation runs on (the index of its `metrics::POOL_WAIT`).
 #[derive(Clone, Copy)]
 pub(super) enum Use {
-    Write,
-    Read,
+    Write = 0,
+    Read = 1,
+}
+
+/// `error`, counted in the metrics: every database error is counted where it arises,
+/// here, once.
+fn counted(error: DbError) -> DbError {
+    error.count();
+    error
 }
 
 impl Connections {
@@ -111,9 +119,10 @@ impl Connections {
                 _ => self.writes.acquire().await,
             }
         };
-        let mut lease = tokio::time::timeout_at(deadline, acquire)
-            .await
-            .map_err(|_| DbError::Timeout)??;
+        let waited = std::time::Instant::now();
+        let lease = tokio::time::timeout_at(deadline, acquire).await;
+        metrics::POOL_WAIT[on as usize].observe(waited.elapsed());
+        let mut lease = lease.map_err(|_| counted(DbError::Timeout))??;
         let result = self.bounded(operation(&mut lease)).await;
         match &result {
             Ok(_) => lease.release(),
@@ -138,7 +147,7 @@ impl Connections {
         loop {
             match self.run_before(deadline, on, operation()).await {
                 Err(e) if e.is_connection_lost() && tokio::time::Instant::now() < deadline => {
-                    eprintln!("api: {e}; trying again on a new connection");
+                    tracing::warn!("{e}; trying again on a new connection");
                     // A connection that broke at once: the server is still going down.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -155,6 +164,7 @@ impl Connections {
         tokio::time::timeout(self.operation_timeout, operation)
             .await
             .unwrap_or(Err(DbError::Timeout))
+            .map_err(counted)
     }
 
     /// `wait` (for a connection, a slot, an answer) under the acquire deadline.
@@ -164,7 +174,7 @@ impl Connections {
     ) -> Result<T, DbError> {
         tokio::time::timeout(self.acquire_timeout, wait)
             .await
-            .map_err(|_| DbError::Timeout)
+            .map_err(|_| counted(DbError::Timeout))
     }
 
     /// A free write slot now, if there is one (group commit starts a batch only then).

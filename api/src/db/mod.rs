@@ -23,7 +23,7 @@ pub(crate) use outcome::{Applied, DbError, Statement};
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::timings;
+use crate::metrics;
 use crate::validation::Transaction;
 use connections::{Connections, Use};
 use group_commit::GroupCommit;
@@ -76,15 +76,26 @@ impl Database {
         let started = std::time::Instant::now();
         let read = || async |conn: &mut _| sql::statement(conn, client).await;
         let statement = self.connections.run_retrying(Use::Read, read).await;
-        timings::STATEMENT_CALL.observe(started.elapsed());
+        metrics::STATEMENT_CALL.observe(started.elapsed());
         statement
+    }
+
+    /// Whether a write could be taken now: a pooled connection answers (a read connection
+    /// first, so writes are not held up) and its server is a primary. For `/readyz`.
+    pub(crate) async fn writable(&self) -> Result<(), String> {
+        match self.connections.run(Use::Read, sql::is_primary).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the database is a standby".into()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Closes every connection; in-flight operations finish first.
     pub(crate) async fn close(&self) {
-        eprintln!("api: group commit: {}", self.writes.report());
-        for line in timings::report() {
-            eprintln!("api: timings: {line}");
+        let (group_commit, stages) = metrics::report();
+        tracing::info!("group commit: {group_commit}");
+        for line in stages {
+            tracing::info!("timings: {line}");
         }
         self.connections.close().await;
     }
@@ -100,9 +111,9 @@ async fn expire_keys(connections: Connections) {
         every.tick().await;
         match connections.run(Use::Write, sql::expire_keys).await {
             Ok(0) => {}
-            Ok(deleted) => eprintln!("api: {deleted} Idempotency-Keys past 24 hours deleted"),
+            Ok(deleted) => tracing::info!("{deleted} Idempotency-Keys past 24 hours deleted"),
             Err(DbError::Sqlx(sqlx::Error::PoolClosed)) => return,
-            Err(e) => eprintln!("api: deleting old Idempotency-Keys: {e}"),
+            Err(e) => tracing::warn!("deleting old Idempotency-Keys: {e}"),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! What the database answered: the types the SQL, group commit and the handlers share.
 
+use crate::metrics;
+
 /// Why a database operation gave no answer. Every variant but refused data means "try again
 /// later" (503).
 #[derive(Debug)]
@@ -34,10 +36,22 @@ impl DbError {
     }
 
     /// The SQLSTATE of an error PostgreSQL reported, if it was one.
-    fn sql_state(&self) -> Option<std::borrow::Cow<'_, str>> {
+    pub(crate) fn sql_state(&self) -> Option<std::borrow::Cow<'_, str>> {
         match self {
             DbError::Sqlx(sqlx::Error::Database(e)) => e.code(),
             _ => None,
+        }
+    }
+
+    /// Counts the error in the metrics, by SQLSTATE class or by what failed; a batch's
+    /// shared error is not counted again.
+    pub(crate) fn count(&self) {
+        match (self, self.sql_state()) {
+            (_, Some(code)) => metrics::db_error(code.get(..2).unwrap_or("")),
+            (DbError::Timeout, _) => metrics::db_error("timeout"),
+            (DbError::Sqlx(sqlx::Error::Io(_)), _) => metrics::db_error("io"),
+            (DbError::Sqlx(_), _) => metrics::db_error("driver"),
+            (DbError::Batch(_), _) => {}
         }
     }
 

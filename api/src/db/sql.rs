@@ -5,6 +5,7 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::Row;
 
 use super::outcome::{Answer, Applied, DbError, Entry, Statement};
+use crate::metrics;
 use crate::validation::Transaction;
 
 /// A credit or debit on its way to the database: the transaction, the client it is for, its
@@ -35,12 +36,12 @@ const TRANSACT: &str = "\
      lancamento AS ( \
          INSERT INTO transacoes (cliente_id, valor, tipo, descricao, operacao, saldo_apos) \
          SELECT $1, $3, $4::char, $5, $6, atualizado.saldo FROM atualizado) \
-    SELECT EXISTS (SELECT FROM cliente), atualizado.saldo, atualizado.limite, false \
+    SELECT EXISTS (SELECT FROM cliente), atualizado.saldo, atualizado.limite, false, 'novo' \
       FROM (VALUES (1)) AS um LEFT JOIN atualizado ON true";
 
 // Several credits and debits in one call, one transaction: db/init.sql's transact_batch.
 const TRANSACT_BATCH: &str =
-    "SELECT existe, saldo, limite, chave_reusada FROM transact_batch($1, $2, $3, $4, $5, $6, $7, $8)";
+    "SELECT existe, saldo, limite, chave_reusada, origem FROM transact_batch($1, $2, $3, $4, $5, $6, $7, $8)";
 
 // One statement, so balance and entries come from one snapshot. Entries sort by id, the
 // insertion order, because timestamps can tie.
@@ -65,7 +66,7 @@ pub(super) async fn transact(conn: &mut PgConnection, op: &Operation) -> Answer 
         .bind(op.id)
         .fetch_one(conn)
         .await?;
-    applied(&row)
+    applied(&row, false)
 }
 
 /// Several in one transaction, one commit: the results in the transactions' order. One
@@ -108,14 +109,24 @@ pub(super) async fn transact_batch(
             ops.len()
         )));
     }
-    rows.iter().map(applied).collect()
+    rows.iter().map(|row| applied(row, resumed)).collect()
 }
 
-/// A row of (exists, new balance or NULL, limit or NULL, key reused) as the outcome of one
-/// transaction.
-fn applied(row: &PgRow) -> Answer {
+/// A row of (exists, new balance or NULL, limit or NULL, key reused, origin) as the
+/// outcome of one transaction, counted in the metrics by where its answer came from: the
+/// origin is `novo` (applied or refused now), `chave` (its Idempotency-Key's first answer)
+/// or `operacao` (a resumed operation found already committed).
+fn applied(row: &PgRow, resumed: bool) -> Answer {
     let found: bool = row.try_get(0)?;
+    let origin: &str = row.try_get(4)?;
+    match origin {
+        "chave" => metrics::KEYS_SEEN_BEFORE[0].inc(),
+        "operacao" => metrics::RESUMED[0].inc(),
+        _ if resumed => metrics::RESUMED[1].inc(),
+        _ => {}
+    }
     if row.try_get::<bool, _>(3)? {
+        metrics::KEYS_SEEN_BEFORE[1].inc();
         return Ok(Applied::KeyReused);
     }
     Ok(match row.try_get::<Option<i32>, _>(1)? {
@@ -129,6 +140,13 @@ fn applied(row: &PgRow) -> Answer {
         None if found => Applied::Refused,
         None => Applied::UnknownClient,
     })
+}
+
+/// Whether the server takes writes (it is a primary, not a standby).
+pub(super) async fn is_primary(conn: &mut PgConnection) -> Result<bool, DbError> {
+    Ok(sqlx::query_scalar("SELECT NOT pg_is_in_recovery()")
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Deletes the Idempotency-Keys past their 24 hours; how many.

@@ -63,7 +63,7 @@ fn batches_of(process: Process) -> Report {
     assert!(status.success(), "{stderr}");
     let line = stderr
         .lines()
-        .find_map(|l| l.strip_prefix("api: group commit: "))
+        .find_map(|l| l.split_once(" group commit: ").map(|(_, report)| report))
         .unwrap_or_else(|| panic!("no group commit report: {stderr}"));
     // "N transactions in M batches (mean X, largest Y), H held for their client's batch"
     let numbers: Vec<u64> = line
@@ -496,7 +496,7 @@ async fn a_held_row_does_not_hold_the_other_clients() {
     );
 }
 
-/// The per-stage timings an instance prints when it stops (api/src/timings.rs): each stage
+/// The per-stage timings an instance prints when it stops (api/src/metrics.rs): each stage
 /// counted once per request that went through it, 4xx included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_is_timed_in_each_stage_it_went_through() {
@@ -529,7 +529,10 @@ async fn every_request_is_timed_in_each_stage_it_went_through() {
     let count = |stage: &str| -> u64 {
         let line = stderr
             .lines()
-            .find_map(|l| l.strip_prefix(&format!("api: timings: {stage} n=")))
+            .find_map(|l| {
+                l.split_once(&format!(" timings: {stage} n="))
+                    .map(|(_, rest)| rest)
+            })
             .unwrap_or_else(|| panic!("no timings for {stage}: {stderr}"));
         line.split(' ').next().unwrap().parse().unwrap()
     };

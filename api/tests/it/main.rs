@@ -7,4 +7,5 @@ mod endpoints;
 mod exactly_once;
 mod group_commit;
 mod idempotency;
+mod observability;
 mod resilience;

@@ -20,19 +20,24 @@ async fn wait_for_status(target: &Target, status: StatusCode, within: Duration) 
 }
 
 /// An API instance on a PostgreSQL cluster of its own, which the test may stop and start,
-/// after one applied debit. Fields drop in order: the API goes before its database.
-struct OwnDatabase {
-    target: Target,
+/// after one applied debit, with its admin listener (`API_ADMIN`) on a Unix socket. Fields
+/// drop in order: the API goes before its database.
+pub(crate) struct OwnDatabase {
+    pub(crate) target: Target,
+    pub(crate) admin: Target,
     _api: Process,
     _dir: TempDir,
-    cluster: Cluster,
+    pub(crate) cluster: Cluster,
 }
 
 impl OwnDatabase {
-    async fn start(name: &str, env: &[(&str, &str)]) -> OwnDatabase {
+    pub(crate) async fn start(name: &str, env: &[(&str, &str)]) -> OwnDatabase {
         let cluster = Cluster::start();
         let dir = TempDir::new(name);
-        let api = spawn_api(cluster.url(), &dir.join("api.sock"), env);
+        let admin = dir.join("admin.sock");
+        let mut env = env.to_vec();
+        env.push(("API_ADMIN", admin.to_str().unwrap()));
+        let api = spawn_api(cluster.url(), &dir.join("api.sock"), &env);
         let target = Target::Unix(dir.join("api.sock"));
         assert_eq!(
             target.post("/clientes/1/transacoes", DEBIT).await.status,
@@ -40,6 +45,7 @@ impl OwnDatabase {
         );
         OwnDatabase {
             target,
+            admin: Target::Unix(admin),
             _api: api,
             _dir: dir,
             cluster,

@@ -48,8 +48,8 @@ use sqlx::postgres::PgConnection;
 use super::connections::Connections;
 use super::outcome::{Answer, DbError};
 use super::sql::{self, Operation};
+use crate::metrics;
 use crate::pool::Slot;
-use crate::timings;
 use queue::{Batch, Queue};
 use resume::resume;
 
@@ -92,11 +92,6 @@ impl GroupCommit {
         }
     }
 
-    /// "N transactions in M batches (mean X, largest Y), H held for their client's batch".
-    pub(super) fn report(&self) -> String {
-        self.queue.report()
-    }
-
     /// Makes sure a task will take what is queued: a leader on a free connection slot, or
     /// one task waiting for the next slot to come free, whoever frees it, to lead from there.
     fn start_leader(&self) {
@@ -135,7 +130,7 @@ impl GroupCommit {
                     .bounded(sql::transact_batch(&mut lease, &batch.items, false));
             let started = Instant::now();
             let result = run.await;
-            timings::WRITE_CALL.observe(started.elapsed());
+            metrics::WRITE_CALL.observe(started.elapsed());
             match result {
                 Ok(results) => batch.answer(results.into_iter().map(Ok).collect()),
                 // One item's data refused, the batch rolled back: each item alone instead.
@@ -152,7 +147,11 @@ impl GroupCommit {
                     break End::CutOff(batch, e);
                 }
                 Err(e) => {
-                    eprintln!("api: {e}");
+                    tracing::error!(
+                        operations = ?batch.ids(),
+                        sqlstate = e.sql_state().as_deref(),
+                        "batch failed: {e}"
+                    );
                     self.connections.note_failure(&e);
                     batch.fail(&e);
                     break End::Broken;
@@ -192,7 +191,12 @@ impl GroupCommit {
             }
             let answer = match self.connections.bounded(sql::transact(conn, item)).await {
                 Err(e) if !e.is_refused_data() => {
-                    eprintln!("api: {e}");
+                    tracing::error!(
+                        client = item.client,
+                        operation = item.id,
+                        sqlstate = e.sql_state().as_deref(),
+                        "transaction failed: {e}"
+                    );
                     self.connections.note_failure(&e);
                     broken = Some(e.shared());
                     Err(e)

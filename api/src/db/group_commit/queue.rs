@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::db::outcome::{Answer, DbError};
 use crate::db::sql::Operation;
-use crate::timings;
+use crate::metrics;
 
 struct Waiting {
     id: u64,
@@ -29,6 +29,11 @@ pub(super) struct Batch<'q> {
 }
 
 impl Batch<'_> {
+    /// Its operation ids, for the log.
+    pub(super) fn ids(&self) -> Vec<i64> {
+        self.items.iter().map(|item| item.id).collect()
+    }
+
     /// Answers each item with its own result, in order.
     pub(super) fn answer(mut self, results: Vec<Answer>) {
         // One answer per item, or some request would get another's outcome or none.
@@ -75,12 +80,6 @@ pub(super) struct Queue {
     next_id: AtomicU64,
     /// Whether a task is waiting for a connection slot in order to lead.
     leader_waiting: AtomicBool,
-    /// For the report at shutdown: batches run and transactions in them, the largest.
-    batches: AtomicU64,
-    transactions: AtomicU64,
-    largest: AtomicU64,
-    /// Transactions that arrived while their client had a batch running.
-    held: AtomicU64,
 }
 
 impl Queue {
@@ -90,10 +89,6 @@ impl Queue {
             max,
             next_id: AtomicU64::new(0),
             leader_waiting: AtomicBool::new(false),
-            batches: AtomicU64::new(0),
-            transactions: AtomicU64::new(0),
-            largest: AtomicU64::new(0),
-            held: AtomicU64::new(0),
         }
     }
 
@@ -114,7 +109,7 @@ impl Queue {
         });
         drop(state);
         if !ready {
-            self.held.fetch_add(1, Relaxed);
+            metrics::HELD.inc();
         }
         (id, receiver, ready)
     }
@@ -162,7 +157,7 @@ impl Queue {
                 continue;
             }
             let w = state.waiting.remove(i).expect("index checked");
-            timings::WRITE_QUEUE.observe(w.enqueued.elapsed());
+            metrics::WRITE_QUEUE.observe(w.enqueued.elapsed());
             if !batch.clients.contains(&client) {
                 batch.clients.push(client);
             }
@@ -171,11 +166,8 @@ impl Queue {
         }
         state.busy.extend_from_slice(&batch.clients);
         drop(state);
-        let n = batch.items.len();
-        if n > 0 {
-            self.batches.fetch_add(1, Relaxed);
-            self.transactions.fetch_add(n as u64, Relaxed);
-            self.largest.fetch_max(n as u64, Relaxed);
+        if !batch.items.is_empty() {
+            metrics::batch_taken(batch.items.len());
         }
         batch
     }
@@ -186,17 +178,6 @@ impl Queue {
         for w in waiting {
             let _ = w.answer.send(Err(error.shared()));
         }
-    }
-
-    /// "N transactions in M batches (mean X, largest Y), H held for their client's batch".
-    pub(super) fn report(&self) -> String {
-        let (batches, transactions) = (self.batches.load(Relaxed), self.transactions.load(Relaxed));
-        format!(
-            "{transactions} transactions in {batches} batches (mean {:.2}, largest {}), {} held for their client's batch",
-            transactions as f64 / batches.max(1) as f64,
-            self.largest.load(Relaxed),
-            self.held.load(Relaxed)
-        )
     }
 }
 
@@ -230,8 +211,10 @@ mod tests {
         let first = queue.take();
         assert_eq!(amounts(&first), [1, 2, 3], "one client twice in one batch");
         // Clients 1 and 2 now have a batch running.
+        let held = crate::metrics::HELD.get();
         let (_, _, ready) = queue.push(item(1, 4));
         assert!(!ready);
+        assert!(crate::metrics::HELD.get() > held, "counted as held");
         assert!(queue.push(item(3, 5)).2);
         assert!(!queue.push(item(1, 6)).2);
         assert_eq!(amounts(&queue.take()), [5], "client 3 goes on");
@@ -240,7 +223,6 @@ mod tests {
         first.fail(&DbError::Timeout);
         assert!(queue.has_ready());
         assert_eq!(amounts(&queue.take()), [4, 6], "in order of arrival");
-        assert!(queue.report().ends_with("2 held for their client's batch"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use crate::db::connections::{Connections, Use};
 use crate::db::outcome::{Applied, DbError};
 use crate::db::sql::{self, Operation};
+use crate::metrics;
 
 /// Resolves `ops` after `cut_off` ended their first attempt, until the acquire deadline
 /// (DB_TIMEOUT_MS) from now; past it, 503, and they are never applied later: nothing of
@@ -16,7 +17,12 @@ pub(super) async fn resume(
     ops: &[Operation],
     cut_off: DbError,
 ) -> Result<Vec<Applied>, DbError> {
-    eprintln!("api: {cut_off}; resuming {} transactions", ops.len());
+    metrics::RESUMED_BATCHES.inc();
+    tracing::warn!(
+        operations = ?ops.iter().map(|o| o.id).collect::<Vec<_>>(),
+        "{cut_off}; resuming {} transactions by operation id",
+        ops.len()
+    );
     let resumed = || async |conn: &mut _| sql::transact_batch(conn, ops, true).await;
     connections.run_retrying(Use::Write, resumed).await
 }
