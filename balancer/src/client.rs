@@ -21,6 +21,6 @@ where
             let served = serve(client, watch.clone());
             spawn_until_cut(raw, watch, permit, served);
         }
-        Err(e) => eprintln!("balancer: cannot register a connection: {e}"),
+        Err(e) => tracing::error!("cannot register a connection: {e}"),
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serverkit::config::number;
 use serverkit::deadline::Deadlines;
+use serverkit::listen::Listen;
 
 use crate::address::UpstreamAddr;
 use crate::selection::Strategy;
@@ -60,7 +61,8 @@ It takes no arguments; it is configured by environment variables (README.md, Con
   LB_MODE                  handoff (default: hands each connection to an API), http or tcp (proxies)
   LB_STRATEGY              round-robin (default), least-connections, random, power-of-two, client-hash (http mode)
   LB_LISTEN                ip:port to listen on (default 0.0.0.0:9999)
-  LB_ADMIN                 ip:port of the admin listener (GET /stats); off by default
+  LB_ADMIN                 /metrics, /healthz, /readyz and /stats on this ip:port or socket path
+                           (off when unset; compose.yaml and scripts/run set it)
   LB_TIMEOUT_MS            deadline for an upstream's answer, and for waiting for room (default 10000)
   LB_CONNECT_TIMEOUT_MS    deadline for connecting to an upstream (default 1000)
   LB_MAX_BODY              largest request body in http mode, bytes (default 65536)
@@ -70,6 +72,8 @@ It takes no arguments; it is configured by environment variables (README.md, Con
   LB_HEADER_TIMEOUT_MS     client deadlines: the request head,
   LB_BODY_TIMEOUT_MS       its body,
   LB_IDLE_TIMEOUT_MS       and an idle keep-alive connection
+  RUST_LOG                 log levels, e.g. warn or api=debug (default info)
+  LOG_FORMAT               text (default) or json: one JSON object per line
 ";
 
 /// The balancer's configuration, read once at start (`from_env`).
@@ -89,8 +93,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// LB_MAX_BODY: the largest request body http mode reads, in bytes.
     pub max_body: usize,
-    /// LB_ADMIN: where `GET /stats` is served, if anywhere.
-    pub admin: Option<SocketAddr>,
+    /// LB_ADMIN: the admin listener (metrics, health, `/stats`), if any.
+    pub admin: Option<Listen>,
     /// LB_WORKERS: runtime threads.
     pub workers: usize,
     /// LB_DRAIN_SECS: how long in-flight requests get after SIGTERM.
@@ -156,13 +160,9 @@ impl Config {
             }
         }
 
-        let admin = match get("LB_ADMIN") {
-            None => None,
-            Some(text) => Some(
-                text.parse()
-                    .map_err(|_| format!("LB_ADMIN={text} is not ip:port, e.g. 127.0.0.1:9998"))?,
-            ),
-        };
+        let admin = get("LB_ADMIN")
+            .map(|value| serverkit::listen::admin("LB_ADMIN", &value))
+            .transpose()?;
 
         Ok(Config {
             listen,
@@ -221,6 +221,10 @@ mod tests {
             });
         assert!(read.len() >= 14, "{read:?}");
         assert!(unlisted.is_empty(), "not in USAGE: {unlisted:?}");
+        assert!(
+            USAGE.contains(serverkit::log::USAGE),
+            "the logger's variables"
+        );
     }
 
     #[test]

@@ -280,7 +280,9 @@ fn clone_parts(parts: &hyper::http::request::Parts) -> hyper::http::request::Par
     copy
 }
 
+/// The balancer's own answer (no upstream answered), counted in the metrics.
 pub(crate) fn reply(status: StatusCode, reason: &str) -> Response<Body> {
+    crate::metrics::answered(status);
     let mut response = Response::new(Full::new(Bytes::from(format!(r#"{{"erro":"{reason}"}}"#))));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -13,6 +13,7 @@ mod config;
 mod handoff;
 mod health;
 mod http_proxy;
+mod metrics;
 mod pool;
 mod selection;
 mod server;

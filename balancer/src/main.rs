@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use balancer::{Config, USAGE};
 
 fn main() -> ExitCode {
-    if let Some(answered) = serverkit::lifecycle::answer_arguments("balancer", USAGE) {
+    if let Some(answered) = serverkit::lifecycle::begin("balancer", USAGE) {
         return answered;
     }
     match Config::from_env() {

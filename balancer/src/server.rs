@@ -4,20 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Method, Response, StatusCode};
+use serverkit::admin::Admin;
 use serverkit::listen::Listen;
-use serverkit::server::{Connection, Drain, Handler, Server};
+use serverkit::server::Server;
 
 use crate::config::Mode;
 use crate::handoff::Dispatcher;
-use crate::http_proxy::{self, HttpProxy};
+use crate::http_proxy::HttpProxy;
+use crate::metrics;
 use crate::state::State;
 use crate::tcp_proxy::TcpProxy;
-
-/// Admin connections at once: it is for a person or a monitor, not for load.
-const ADMIN_MAX_CONNECTIONS: usize = 16;
 
 /// Serves on `listener`, the descriptor of LB_LISTEN's socket that the supervisor bound.
 pub(crate) async fn run(state: State, listener: std::os::fd::RawFd) -> Result<(), String> {
@@ -31,23 +27,12 @@ pub(crate) async fn run(state: State, listener: std::os::fd::RawFd) -> Result<()
     )?;
     // Request timeouts (LB_TIMEOUT_MS) are longer than this tick, so they never unpark.
     serverkit::timer::spawn_timer_anchor(Duration::from_millis(500));
-    if let Some(addr) = config.admin {
-        let admin = Server::bind(
-            &[Listen::Tcp(addr)],
-            ADMIN_MAX_CONNECTIONS,
-            config.drain,
-            config.deadlines,
-        )?;
-        let stats = Arc::new(Stats(state.clone()));
-        tokio::spawn(admin.run(
-            "balancer admin",
-            stats,
-            serverkit::lifecycle::shutdown_signal(),
-        ));
+    if let Some(listen) = &config.admin {
+        serverkit::admin::spawn("balancer", listen, admin(&state))?;
     }
     let upstreams: Vec<String> = state.upstreams.iter().map(|u| u.addr.to_string()).collect();
-    eprintln!(
-        "balancer: listening on {} ({} mode, {}) -> {}",
+    tracing::info!(
+        "listening on {} ({} mode, {}) -> {}",
         config.listen,
         config.mode.name(),
         config.strategy.name(),
@@ -71,27 +56,41 @@ pub(crate) async fn run(state: State, listener: std::os::fd::RawFd) -> Result<()
     }
 }
 
-/// The admin listener: `GET /stats`.
-struct Stats(Arc<State>);
+/// The admin listener's pages: the metrics, `/stats` (JSON), and readiness: some upstream
+/// accepts a connection now (the passive health alone says "up" for an upstream never
+/// tried, such as one not started yet).
+fn admin(state: &Arc<State>) -> Admin {
+    let (metrics, stats, ready) = (state.clone(), state.clone(), state.clone());
+    Admin {
+        registry: serverkit::metrics::registry(move |out| metrics::families(&metrics, out)),
+        ready: Box::new(move || {
+            let state = ready.clone();
+            Box::pin(async move { any_upstream_accepts(&state).await })
+        }),
+        pages: Some(Box::new(move |path| {
+            (path == "/stats").then(|| ("application/json", stats.stats_json()))
+        })),
+    }
+}
 
-impl Handler for Stats {
-    fn serve(&self, batch: &mut Vec<Connection>, drain: &Drain) {
-        for connection in batch.drain(..) {
-            let state = self.0.clone();
-            serverkit::http::spawn_connection(connection, drain, move |request| {
-                let response = if request.method() == Method::GET
-                    && request.uri().path() == "/stats"
-                {
-                    let mut response = Response::new(Full::new(Bytes::from(state.stats_json())));
-                    response
-                        .headers_mut()
-                        .insert("content-type", "application/json".parse().unwrap());
-                    response
-                } else {
-                    http_proxy::reply(StatusCode::NOT_FOUND, "only GET /stats here")
-                };
-                async move { response }
-            });
+async fn any_upstream_accepts(state: &State) -> Result<(), String> {
+    let mut failures = Vec::new();
+    for upstream in &state.upstreams {
+        let reached = match &upstream.handoff {
+            Some(link) => link.reachable(),
+            None => upstream
+                .addr
+                .connect_stream(state.config.connect_timeout)
+                .await
+                .map(drop),
+        };
+        match reached {
+            Ok(()) => return Ok(()),
+            Err(e) => failures.push(format!("{}: {e}", upstream.addr)),
         }
     }
+    Err(format!(
+        "no upstream accepts a connection ({})",
+        failures.join("; ")
+    ))
 }

@@ -50,14 +50,14 @@ async fn supervise(listener: OwnedFd) -> ExitCode {
         let mut worker = match spawn_worker(&listener) {
             Ok(worker) => worker,
             Err(e) => {
-                eprintln!("balancer: cannot start a worker: {e}");
+                tracing::error!("cannot start a worker: {e}");
                 return ExitCode::FAILURE;
             }
         };
         let stop = tokio::select! {
             status = worker.wait() => {
                 let status = status.map_or("unknown".into(), |s| s.to_string());
-                eprintln!("balancer: worker exited ({status}); starting a new one");
+                tracing::warn!("worker exited ({status}); starting a new one");
                 None
             }
             _ = term.recv() => Some(Signal::SIGTERM),

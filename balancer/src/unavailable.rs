@@ -19,6 +19,7 @@ const PATIENCE: Duration = Duration::from_millis(500);
 /// drained after, because closing a socket with unread bytes sends a reset that can
 /// destroy the answer before the client reads it.
 pub(crate) async fn refuse(mut client: TcpStream) {
+    crate::metrics::answered(hyper::StatusCode::SERVICE_UNAVAILABLE);
     let mut buffer = [0u8; 4096];
     let _ = tokio::time::timeout(PATIENCE, client.read(&mut buffer)).await;
     if client.write_all(UNAVAILABLE).await.is_ok() && client.shutdown().await.is_ok() {

@@ -72,6 +72,11 @@ impl Upstream {
         InFlight(self)
     }
 
+    /// Requests (http mode) or connections (tcp and handoff modes) it was chosen for.
+    pub fn chosen(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+
     /// `{"upstream": ..., "requests": ..., "in_flight": ..., "failures": ..., "up": ...}`
     pub fn stats(&self) -> serde_json::Value {
         serde_json::json!({
