@@ -1,9 +1,10 @@
 //! One request on one new TCP connection, as every Gatling virtual user of the official test
 //! does (docs/challenge.md, "The official test"): connect within 10 s, the whole answer within 60 s.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +28,9 @@ pub struct Client {
     host: String,
     /// Connections open right now, for the report's chart.
     pub active: Arc<AtomicUsize>,
+    /// Every exchange so far by the status answered ("none": no answer), to compare with
+    /// what the servers counted (`scripts/metrics-test`).
+    pub statuses: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 struct Active<'a>(&'a AtomicUsize);
@@ -57,6 +61,7 @@ impl Client {
             addr,
             host: host.to_owned(),
             active: Arc::new(AtomicUsize::new(0)),
+            statuses: Arc::default(),
         })
     }
 
@@ -103,12 +108,15 @@ impl Client {
                 body,
             })
         };
-        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+        let answer = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(Some(answer)) => answer,
             _ => Answer {
                 status: None,
                 body: Bytes::new(),
             },
-        }
+        };
+        let status = answer.status.map_or("none".into(), |s| s.to_string());
+        *self.statuses.lock().unwrap().entry(status).or_default() += 1;
+        answer
     }
 }

@@ -132,6 +132,8 @@ pub struct Outcome {
     pub cpu_ms: f64,
     /// Per client, what was acknowledged against what the API reports.
     pub audit: Vec<ClientAudit>,
+    /// Every HTTP exchange of the run (validations, load and audit) by status answered.
+    pub statuses: std::collections::BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

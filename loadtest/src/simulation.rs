@@ -188,6 +188,7 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
     }
     let records = std::mem::take(&mut *run.records.lock().unwrap());
     let samples = std::mem::take(&mut *samples.lock().unwrap());
+    let statuses = run.client.statuses.lock().unwrap().clone();
     Ok(Outcome {
         records,
         samples,
@@ -196,6 +197,7 @@ pub async fn run(options: &Options) -> Result<Outcome, String> {
         load_seconds: options.profile.load_seconds(),
         cpu_ms,
         audit,
+        statuses,
     })
 }
 

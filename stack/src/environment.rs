@@ -7,21 +7,28 @@ use std::path::{Path, PathBuf};
 use stack::compose::{interpolate, Service};
 
 /// Variables the runner sets itself, because they are addresses on this machine.
-const OWNED: [&str; 5] = [
+const OWNED: [&str; 7] = [
     "DATABASE_URL",
     "API_SOCKET",
     "API_HANDOFF_SOCKET",
+    "API_ADMIN",
     "LB_UPSTREAMS",
     "LB_LISTEN",
+    "LB_ADMIN",
 ];
 
+/// The variables that name a service's admin listener.
+pub(crate) const ADMIN: [&str; 2] = ["API_ADMIN", "LB_ADMIN"];
+
 /// The service's compose environment, resolved: the caller's variables override literal
-/// values, and the runner's own addresses replace the container paths.
+/// values, and the runner's own addresses replace the container paths (and, with `admin`,
+/// the admin listener's address).
 pub(crate) fn environment(
     service: &Service,
     dir: &Path,
     database_url: &str,
     port: u16,
+    admin: Option<&str>,
 ) -> Vec<(String, String)> {
     let lookup = |name: &str| std::env::var(name).ok();
     // Named volumes become directories under the stack's temporary directory.
@@ -41,6 +48,7 @@ pub(crate) fn environment(
             let value = match name.as_str() {
                 "DATABASE_URL" => database_url.to_owned(),
                 "LB_LISTEN" => format!("0.0.0.0:{port}"),
+                name if ADMIN.contains(&name) && admin.is_some() => admin.unwrap().to_owned(),
                 _ if OWNED.contains(&name.as_str()) => {
                     let mut value = interpolate(raw, &lookup);
                     for (target, host) in &mounts {

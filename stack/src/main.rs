@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use environment::environment;
+use environment::{environment, ADMIN};
 use probe::wait_ready;
 use stack::compose::Compose;
 use supervise::{cgroup_for, Launch, Running};
@@ -42,6 +42,14 @@ struct Options {
     /// picks the set in limits.yaml), one `SERVICE CPUS MEGABYTES` line each, and exit.
     #[arg(long, conflicts_with = "limits")]
     print_limits: bool,
+    /// Put the admin listeners (metrics, health) on free loopback ports instead of
+    /// compose.yaml's 9990-9992, e.g. to run beside another stack.
+    #[arg(long)]
+    free_admin_ports: bool,
+    /// Write the admin listeners' addresses to FILE in Prometheus's file_sd format (one
+    /// target per service, labelled with its name), for a scrape configuration to read.
+    #[arg(long, value_name = "FILE")]
+    prometheus_targets: Option<PathBuf>,
 }
 
 struct Stack {
@@ -185,6 +193,7 @@ async fn start(stack: &mut Stack, options: &Options) -> Result<(), String> {
     );
     stack.services.push(database);
 
+    let mut admins = Vec::new();
     for service in compose.services.iter().filter(|s| s.dockerfile.is_some()) {
         let binary = match service.dockerfile.as_deref() {
             Some("Dockerfile.api") => "api",
@@ -192,7 +201,23 @@ async fn start(stack: &mut Stack, options: &Options) -> Result<(), String> {
             Some(other) => return Err(format!("{}: no native binary for {other}", service.name)),
             None => unreachable!(),
         };
-        let env = environment(service, &stack.dir, &database_url, options.port);
+        let free_admin = match options.free_admin_ports {
+            true => Some(free_loopback_address()?),
+            false => None,
+        };
+        let env = environment(
+            service,
+            &stack.dir,
+            &database_url,
+            options.port,
+            free_admin.as_deref(),
+        );
+        if let Some((_, addr)) = env.iter().find(|(k, _)| ADMIN.contains(&k.as_str())) {
+            let addr = addr
+                .parse()
+                .map_err(|_| format!("{}: admin address {addr} is not ip:port", service.name))?;
+            admins.push((service.name.clone(), addr));
+        }
         let cgroup = options.limits.then(|| cgroup_for(service)).transpose()?;
         let shown: Vec<String> = env
             .iter()
@@ -209,7 +234,10 @@ async fn start(stack: &mut Stack, options: &Options) -> Result<(), String> {
         stack.services.push(running);
     }
 
-    wait_ready(options.port, || stack.exited()).await?;
+    if let Some(file) = &options.prometheus_targets {
+        write_targets(file, &admins)?;
+    }
+    wait_ready(&admins, || stack.exited()).await?;
     println!(
         "stack: ready in {:.1}s at http://127.0.0.1:{}/ (Ctrl-C stops it){}",
         started.elapsed().as_secs_f64(),
@@ -228,6 +256,27 @@ async fn start(stack: &mut Stack, options: &Options) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// An address on the loopback interface that no one listens on now.
+fn free_loopback_address() -> Result<String, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .to_string())
+}
+
+/// The admin listeners as Prometheus file_sd targets: `[{"targets": [...], "labels": {...}}]`.
+fn write_targets(file: &Path, admins: &[(String, std::net::SocketAddr)]) -> Result<(), String> {
+    let groups: Vec<serde_json::Value> = admins
+        .iter()
+        .map(|(service, addr)| {
+            serde_json::json!({"targets": [addr.to_string()], "labels": {"service": service}})
+        })
+        .collect();
+    std::fs::write(file, serde_json::Value::Array(groups).to_string())
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))
 }
 
 impl Stack {

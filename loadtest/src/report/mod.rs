@@ -227,6 +227,7 @@ pub fn json(outcome: &Outcome, report: &Report, options: &Options) -> serde_json
         },
         "seconds": report.seconds,
         "connections": outcome.samples,
+        "statuses": outcome.statuses,
     })
 }
 
@@ -276,6 +277,7 @@ mod tests {
                     unknown_debits: 1,
                 },
             ],
+            statuses: Default::default(),
         }
     }
 

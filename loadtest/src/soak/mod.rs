@@ -188,6 +188,7 @@ pub(crate) mod tests {
             load_seconds: 0.0,
             cpu_ms: 0.0,
             audit: Vec::new(),
+            statuses: Default::default(),
         }
     }
 

@@ -110,28 +110,68 @@ fn the_required_services_exist() {
 }
 
 #[test]
-fn only_the_balancer_has_a_network_and_it_is_the_hosts_port_9999() {
+fn only_the_balancer_takes_traffic_from_the_network_and_it_is_the_hosts_port_9999() {
     let compose = compose();
     let lb = lb(&compose);
     // No published port: its path (docker-proxy, NAT on a bridge) cost seconds of tail.
     assert_eq!(lb.network_mode.as_deref(), Some("host"));
-    assert!(lb.ports.is_empty(), "{:?}", lb.ports);
     assert_eq!(lb.env("LB_LISTEN"), Some("0.0.0.0:9999"));
     assert_eq!(lb.env("LB_STRATEGY"), Some("${LB_STRATEGY:-round-robin}"));
     assert_eq!(lb.env("LB_MODE"), Some("${LB_MODE:-handoff}"));
-    for service in compose.services.iter().filter(|s| s.name != "lb") {
-        assert_eq!(
-            service.network_mode.as_deref(),
-            Some("none"),
-            "{}: Unix sockets only",
-            service.name
-        );
+    for service in &compose.services {
         assert!(
             service.ports.is_empty(),
             "{}: nothing published",
             service.name
         );
     }
+    let db = compose.services.iter().find(|s| s.name == "db").unwrap();
+    assert_eq!(
+        db.network_mode.as_deref(),
+        Some("none"),
+        "db: Unix sockets only"
+    );
+    // The APIs share the host's network for their admin listeners alone, on loopback.
+    for api in apis(&compose) {
+        assert_eq!(api.network_mode.as_deref(), Some("host"), "{}", api.name);
+        assert!(
+            api.env("API_LISTEN").is_none(),
+            "{}: no HTTP port of its own",
+            api.name
+        );
+    }
+}
+
+#[test]
+fn every_server_has_a_loopback_admin_listener_that_its_health_check_asks() {
+    let compose = compose();
+    let mut ports = Vec::new();
+    for (service, variable) in apis(&compose)
+        .into_iter()
+        .map(|api| (api, "API_ADMIN"))
+        .chain([(lb(&compose), "LB_ADMIN")])
+    {
+        let admin = service
+            .env(variable)
+            .unwrap_or_else(|| panic!("{}: {variable}", service.name));
+        let port = admin
+            .strip_prefix("127.0.0.1:")
+            .unwrap_or_else(|| panic!("{}: {variable}={admin} is not on loopback", service.name));
+        let check = service
+            .healthcheck
+            .as_ref()
+            .expect("a health check")
+            .join(" ");
+        assert!(
+            check.contains(&format!("/dev/tcp/127.0.0.1/{port} ")) && check.contains("GET /readyz"),
+            "{}: {check}",
+            service.name
+        );
+        ports.push(port.to_owned());
+    }
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), 3, "one port each");
 }
 
 /// The directory a path lives in, and the named volume mounted there for `service`.
