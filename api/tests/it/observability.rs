@@ -328,3 +328,68 @@ async fn a_commit_cut_off_and_resumed_is_counted() {
     assert_eq!(requests(&scrape, "transacoes", "200"), 1.0);
     conn.execute("SELECT 1").await.unwrap();
 }
+
+/// With LOG_FORMAT=json every line the process writes is one JSON object with a level and a
+/// message, from start to shutdown; an error carries its facts as fields.
+#[tokio::test]
+async fn logs_are_json_lines_with_log_format_json() {
+    let api = TestApi::start(&[("LOG_FORMAT", "json"), ("DB_TIMEOUT_MS", "300")]).await;
+    // A 503: the client's row held past the deadline, logged with its route and client.
+    let lock = api.db.lock_client(2).await;
+    let reply = api.target.post("/clientes/2/transacoes", CREDIT).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    lock.release().await;
+    let TestApi { process, .. } = api;
+    process.signal("TERM");
+    let (status, stderr) = process.wait(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["message"].is_string()));
+    let said = |text: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"].as_str().unwrap().contains(text))
+    };
+    assert!(said("listening on").is_some(), "{stderr}");
+    assert!(
+        said("timings: write n=").is_some(),
+        "the shutdown report: {stderr}"
+    );
+    let unavailable = said("503").unwrap_or_else(|| panic!("no 503 logged: {stderr}"));
+    assert_eq!(unavailable["route"], "transacoes", "{unavailable}");
+    assert_eq!(unavailable["client"], 2, "{unavailable}");
+}
+
+/// A client too slow with its request's head is answered 408 by the deadline, not by a
+/// handler: counted as cut in the head phase, not as a request.
+#[tokio::test]
+async fn a_client_cut_off_by_its_deadline_is_counted() {
+    let admin_dir = TempDir::new("admin");
+    let admin = admin_dir.join("admin.sock");
+    let api = TestApi::start(&[
+        ("API_ADMIN", admin.to_str().unwrap()),
+        ("API_HEADER_TIMEOUT_MS", "200"),
+    ])
+    .await;
+    let admin = Target::Unix(admin);
+    let reply = api
+        .target
+        .raw(b"GET /clientes/1/extrato HTTP/1.1\r\n")
+        .await;
+    assert!(
+        reply.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let scrape = Scrape::of(&admin).await;
+    assert_eq!(
+        scrape.value("rinha_connections_cut_total", &[("phase", "head")]),
+        1.0
+    );
+    assert_eq!(scrape.sum("rinha_http_requests_total", &[]), 0.0);
+}
