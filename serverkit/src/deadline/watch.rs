@@ -119,21 +119,15 @@ impl Watch {
     /// Bytes arrived from the client: a head begins, if none had. The first request's
     /// deadline runs from the opening of the connection, a later one's from its first byte.
     pub fn client_sent(&self) {
-        let began = match self.0.load() {
-            (Phase::Fresh, since) => {
-                self.0.store(Phase::Head, since);
-                true
-            }
-            (Phase::Idle, _) => {
-                self.enter(Phase::Head);
-                true
-            }
-            _ => false,
+        let fresh = match self.0.load() {
+            (Phase::Fresh, since) => Some(since),
+            (Phase::Idle, _) => None,
+            _ => return,
         };
-        if began {
-            let now = self.0.clock.read_micros();
-            self.0.request_began.store(now, Relaxed);
-        }
+        // One clock read for both: the request's start, and the phase's (in milliseconds).
+        let now = self.0.clock.read_micros();
+        self.0.store(Phase::Head, fresh.unwrap_or(now / 1000));
+        self.0.request_began.store(now, Relaxed);
     }
 
     /// When the current request's first byte was read.
