@@ -114,12 +114,14 @@ impl Server {
         drop(running);
         shutdown.await;
 
+        // Draining starts before anything is said of it: a client handed over meanwhile
+        // must meet a server that already drains (formatting a log line takes a while).
+        let _ = stop.send(true);
         tracing::info!(
             "{service}: shutting down, draining {} connection(s) for up to {}s",
             self.limit.open(),
             self.drain_deadline.as_secs_f32()
         );
-        let _ = stop.send(true);
         let drained = async {
             let _ = stopped.recv().await;
             self.limit.all_closed().await;
