@@ -38,7 +38,7 @@ pub(crate) async fn accept_senders<H: Handler, F>(
     // A Unix listener shut for reading refuses connect (ECONNREFUSED, so the balancer
     // moves on to another upstream) and still hands out the connections it queued.
     stop_receiving(listener.raw_fd());
-    while let Ok(Some(link)) = listener.try_accept() {
+    while let Ok(Some(link)) = listener.accept_queued() {
         tokio::spawn(receive(source.sibling(), link));
     }
 }
