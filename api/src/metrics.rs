@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use hyper::StatusCode;
 use serverkit::histogram::Histogram;
-use serverkit::metrics::{Counter, Families};
+use serverkit::metrics::{Counter, Families, StatusLabel};
 
 use crate::routes::Endpoint;
 
@@ -24,19 +24,11 @@ use crate::routes::Endpoint;
 /// unknown path).
 const ROUTES: [&str; 3] = ["transacoes", "extrato", "none"];
 /// The statuses the handlers answer with; anything else is counted as "other".
-const STATUSES: [(u16, &str); 8] = [
-    (200, "200"),
-    (400, "400"),
-    (404, "404"),
-    (405, "405"),
-    (413, "413"),
-    (422, "422"),
-    (500, "500"),
-    (503, "503"),
-];
+const STATUSES: StatusLabel =
+    StatusLabel(&["200", "400", "404", "405", "413", "422", "500", "503"]);
 
-static REQUESTS: [[Counter; STATUSES.len() + 1]; ROUTES.len()] =
-    [const { [const { Counter::new() }; STATUSES.len() + 1] }; ROUTES.len()];
+static REQUESTS: [[Counter; STATUSES.len()]; ROUTES.len()] =
+    [const { [const { Counter::new() }; STATUSES.len()] }; ROUTES.len()];
 
 /// Per route, from the request's first byte read to its answer handed to hyper. The first
 /// two are the benchmarks' `write` and `statement` stages.
@@ -96,8 +88,7 @@ const ERROR_CLASSES: [&str; 15] = [
     "driver",
     "timeout",
 ];
-static DB_ERRORS: [Counter; ERROR_CLASSES.len() + 1] =
-    [const { Counter::new() }; ERROR_CLASSES.len() + 1];
+static DB_ERRORS: [Counter; ERROR_CLASSES.len()] = [const { Counter::new() }; ERROR_CLASSES.len()];
 
 fn route_index(endpoint: Option<Endpoint>) -> usize {
     match endpoint {
@@ -110,11 +101,7 @@ fn route_index(endpoint: Option<Endpoint>) -> usize {
 /// One request answered: counted by route and status, its latency observed.
 pub(crate) fn answered(endpoint: Option<Endpoint>, status: StatusCode, began: Instant) {
     let route = route_index(endpoint);
-    let status = STATUSES
-        .iter()
-        .position(|&(code, _)| code == status.as_u16())
-        .unwrap_or(STATUSES.len());
-    REQUESTS[route][status].inc();
+    REQUESTS[route][STATUSES.index(status)].inc();
     DURATION[route].observe(began.elapsed());
 }
 
@@ -128,18 +115,17 @@ pub(crate) fn batch_taken(size: usize) {
 
 /// A database error, by the class of its SQLSTATE (or `io`, `driver`, `timeout`).
 pub(crate) fn db_error(class: &str) {
-    let i = ERROR_CLASSES.iter().position(|&c| c == class).unwrap_or(
-        ERROR_CLASSES
-            .iter()
-            .position(|&c| c == "other_sqlstate")
-            .unwrap(),
-    );
+    let i = ERROR_CLASSES
+        .iter()
+        .position(|&c| c == class)
+        .or_else(|| ERROR_CLASSES.iter().position(|&c| c == "other_sqlstate"))
+        .expect("other_sqlstate is a class");
     DB_ERRORS[i].inc();
 }
 
 /// The API's families, for `serverkit::metrics::registry`.
 pub(crate) fn families(out: &mut Families<'_>) -> fmt::Result {
-    let statuses = STATUSES.iter().map(|&(_, s)| s).chain(["other"]);
+    let statuses = STATUSES.values();
     out.counter(
         "http_requests",
         "Requests answered by the API, by route and status.",

@@ -6,29 +6,18 @@
 use std::fmt;
 
 use hyper::StatusCode;
-use serverkit::metrics::{Counter, Families};
+use serverkit::metrics::{Counter, Families, StatusLabel};
 
 use crate::state::State;
 use crate::upstream::Upstream;
 
 /// The statuses the balancer answers with itself.
-const OWN_STATUSES: [(u16, &str); 5] = [
-    (400, "400"),
-    (413, "413"),
-    (502, "502"),
-    (503, "503"),
-    (504, "504"),
-];
-static OWN_ANSWERS: [Counter; OWN_STATUSES.len() + 1] =
-    [const { Counter::new() }; OWN_STATUSES.len() + 1];
+const OWN_STATUSES: StatusLabel = StatusLabel(&["400", "413", "502", "503", "504"]);
+static OWN_ANSWERS: [Counter; OWN_STATUSES.len()] = [const { Counter::new() }; OWN_STATUSES.len()];
 
 /// An answer the balancer gave itself.
 pub(crate) fn answered(status: StatusCode) {
-    let i = OWN_STATUSES
-        .iter()
-        .position(|&(code, _)| code == status.as_u16())
-        .unwrap_or(OWN_STATUSES.len());
-    OWN_ANSWERS[i].inc();
+    OWN_ANSWERS[OWN_STATUSES.index(status)].inc();
 }
 
 /// The balancer's families, for `serverkit::metrics::registry`.
@@ -66,9 +55,7 @@ pub(crate) fn families(state: &State, out: &mut Families<'_>) -> fmt::Result {
         "balancer_answers",
         "Answers the balancer gave itself, by status (no upstream could take the request).",
         OWN_STATUSES
-            .iter()
-            .map(|&(_, s)| s)
-            .chain(["other"])
+            .values()
             .zip(&OWN_ANSWERS)
             .map(|(status, n)| ([("status", status)], n.get())),
     )

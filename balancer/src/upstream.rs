@@ -81,7 +81,7 @@ impl Upstream {
     pub fn stats(&self) -> serde_json::Value {
         serde_json::json!({
             "upstream": self.addr.to_string(),
-            "requests": self.requests.load(Relaxed),
+            "requests": self.chosen(),
             "in_flight": self.in_flight(),
             "failures": self.health.failures(),
             "up": !self.health.is_down(),

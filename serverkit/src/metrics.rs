@@ -192,6 +192,36 @@ pub fn encode(registry: &Registry) -> String {
 /// The `Content-Type` of `encode`'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// A `status` label over a fixed list of HTTP statuses, every other one counted as `other`
+/// (the last index): bounded whatever a process answers. Counters are indexed by `index`.
+pub struct StatusLabel(pub &'static [&'static str]);
+
+impl StatusLabel {
+    /// Label values, `other` included: the length of an array of counters by status.
+    pub const fn len(&self) -> usize {
+        self.0.len() + 1
+    }
+
+    /// Never empty: `other` is always a value.
+    pub const fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The index of `status`'s counter.
+    pub fn index(&self, status: hyper::StatusCode) -> usize {
+        let code = status.as_str();
+        self.0
+            .iter()
+            .position(|&s| s == code)
+            .unwrap_or(self.0.len())
+    }
+
+    /// The label values in index order, `other` last.
+    pub fn values(&self) -> impl Iterator<Item = &'static str> + Clone {
+        self.0.iter().copied().chain(["other"])
+    }
+}
+
 /// How a connection reached the process.
 #[derive(Clone, Copy)]
 pub enum Received {

@@ -179,11 +179,7 @@ impl QuietListener {
     /// A connection already waiting, without waiting for one. `None` also forgets the
     /// readiness, so the next `accept` sleeps until a new connection arrives.
     pub fn try_accept(&self) -> io::Result<Option<OwnedFd>> {
-        match self.fd.try_io(Interest::READABLE, socket::accept) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+        none_if_would_block(self.fd.try_io(Interest::READABLE, socket::accept))
     }
 
     /// A connection waiting in the backlog now, asking the kernel. `try_accept` trusts
@@ -192,11 +188,16 @@ impl QuietListener {
     /// loop that awaits readiness, wrong for emptying the backlog before the listener closes
     /// (a handoff link connected then would be closed with the descriptors it carries).
     pub fn accept_queued(&self) -> io::Result<Option<OwnedFd>> {
-        match socket::accept(self.fd.get_ref()) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
-        }
+        none_if_would_block(socket::accept(self.fd.get_ref()))
+    }
+}
+
+/// An accept's result with "nothing waiting" as `None`.
+fn none_if_would_block(accepted: io::Result<OwnedFd>) -> io::Result<Option<OwnedFd>> {
+    match accepted {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -206,15 +207,21 @@ mod tests {
     use std::os::unix::net::{UnixListener, UnixStream};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn echoes_through_accepted_streams() {
-        let dir = std::env::temp_dir().join(format!("serverkit-quiet-{}", std::process::id()));
+    /// A listener on a Unix socket `s.sock` in a directory of the test's own (removed by the
+    /// test): the directory, the socket's path, the listener.
+    fn unix_listener(label: &str) -> (std::path::PathBuf, std::path::PathBuf, QuietListener) {
+        let dir = std::env::temp_dir().join(format!("serverkit-{label}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).unwrap();
         listener.set_nonblocking(true).unwrap();
-        let listener = QuietListener::new(listener).unwrap();
+        (dir, path, QuietListener::new(listener).unwrap())
+    }
+
+    #[tokio::test]
+    async fn echoes_through_accepted_streams() {
+        let (dir, path, listener) = unix_listener("quiet");
         assert!(
             listener.try_accept().unwrap().is_none(),
             "nothing waiting yet"
@@ -240,13 +247,7 @@ mod tests {
     /// connected since the reactor last looked is invisible to `try_accept`.
     #[tokio::test]
     async fn accept_queued_finds_what_try_accept_has_not_been_told_of() {
-        let dir = std::env::temp_dir().join(format!("serverkit-queued-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("s.sock");
-        let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let listener = QuietListener::new(listener).unwrap();
+        let (dir, path, listener) = unix_listener("queued");
         let _client = UnixStream::connect(&path).unwrap();
         // No await since the connect: the reactor has not seen it.
         assert!(

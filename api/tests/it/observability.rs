@@ -30,12 +30,22 @@ fn requests(scrape: &Scrape, route: &str, status: &str) -> f64 {
     )
 }
 
+/// An API on a fresh database with `env`, its admin listener on a Unix socket (`API_ADMIN`),
+/// and that listener. The directory holding the socket comes first, so that bound in this
+/// order it outlives the API.
+async fn api_with_admin(env: &[(&str, &str)]) -> (TempDir, TestApi, Target) {
+    let dir = TempDir::new("admin");
+    let admin = dir.join("admin.sock");
+    let mut env = env.to_vec();
+    env.push(("API_ADMIN", admin.to_str().unwrap()));
+    let api = TestApi::start(&env).await;
+    (dir, api, Target::Unix(admin))
+}
+
 #[tokio::test]
 async fn every_answer_is_counted_by_route_and_status() {
-    let admin_dir = TempDir::new("admin");
-    let admin = admin_dir.join("admin.sock");
-    let api = TestApi::start(&[("API_ADMIN", admin.to_str().unwrap())]).await;
-    let (target, admin) = (&api.target, Target::Unix(admin));
+    let (_dir, api, admin) = api_with_admin(&[]).await;
+    let target = &api.target;
     let before = Scrape::of(&admin).await;
     assert_eq!(
         before.sum("rinha_http_requests_total", &[]),
@@ -278,10 +288,7 @@ async fn readyz_follows_the_database_within_two_seconds() {
 
 #[tokio::test]
 async fn a_commit_cut_off_and_resumed_is_counted() {
-    let admin_dir = TempDir::new("admin");
-    let admin = admin_dir.join("admin.sock");
-    let api = TestApi::start(&[("API_ADMIN", admin.to_str().unwrap())]).await;
-    let admin = Target::Unix(admin);
+    let (_dir, api, admin) = api_with_admin(&[]).await;
 
     // The credit waits on the row lock inside its database call; its backend is then
     // terminated, as when PostgreSQL goes away mid-commit.
@@ -369,14 +376,7 @@ async fn logs_are_json_lines_with_log_format_json() {
 /// handler: counted as cut in the head phase, not as a request.
 #[tokio::test]
 async fn a_client_cut_off_by_its_deadline_is_counted() {
-    let admin_dir = TempDir::new("admin");
-    let admin = admin_dir.join("admin.sock");
-    let api = TestApi::start(&[
-        ("API_ADMIN", admin.to_str().unwrap()),
-        ("API_HEADER_TIMEOUT_MS", "200"),
-    ])
-    .await;
-    let admin = Target::Unix(admin);
+    let (_dir, api, admin) = api_with_admin(&[("API_HEADER_TIMEOUT_MS", "200")]).await;
     let reply = api
         .target
         .raw(b"GET /clientes/1/extrato HTTP/1.1\r\n")
