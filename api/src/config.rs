@@ -272,6 +272,14 @@ mod tests {
                 &[DB, ("API_SOCKET", "/a"), ("DB_TIMEOUT_MS", "-1")],
                 "DB_TIMEOUT_MS=-1",
             ),
+            (
+                &[DB, ("API_SOCKET", "/a"), ("API_ADMIN", "localhost:9991")],
+                "API_ADMIN=localhost:9991 is not ip:port",
+            ),
+            (
+                &[DB, ("API_SOCKET", "/a"), ("API_ADMIN", "admin.sock")],
+                "API_ADMIN=admin.sock",
+            ),
         ];
         for (vars, expected) in cases {
             let err = parse(vars).expect_err(expected);

@@ -289,6 +289,15 @@ fn bad_configuration_exits_with_one_line() {
             ],
             "API_LISTEN=x:1",
         ),
+        // The logger's variables, read before anything else.
+        (
+            vec![("API_SOCKET", "/tmp/x.sock"), ("LOG_FORMAT", "xml")],
+            "LOG_FORMAT=xml is not text or json",
+        ),
+        (
+            vec![("API_SOCKET", "/tmp/x.sock"), ("RUST_LOG", "api=loud")],
+            "RUST_LOG=api=loud is not a log filter",
+        ),
     ] {
         let (status, stderr) = Process::spawn(&binary("api"), &env).wait(Duration::from_secs(5));
         assert_eq!(status.code(), Some(2), "{stderr}");
